@@ -1,0 +1,18 @@
+"""Exceptions camkit raises for bad input.  Each subclasses a builtin so that ``except ValueError``
+in user code keeps working."""
+
+
+class CamkitError(Exception):
+    """Base class of camkit's own errors."""
+
+
+class InputError(CamkitError, ValueError):
+    """The images, targets or options given are malformed (shape, dtype, NaN, range …)."""
+
+
+class LayerError(CamkitError, ValueError):
+    """A layer spec names no module, the input never reaches it, or its output is not spatial."""
+
+
+class HeadError(CamkitError, ValueError):
+    """No classifier head usable by CAM (a Linear or 1x1 conv applied after global pooling)."""
