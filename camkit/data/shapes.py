@@ -1,0 +1,206 @@
+"""A synthetic weakly-supervised localization data set with exact ground truth.
+
+Each image holds one object (a shape painted in a colour; the class is the pair) on a noisy,
+low-saturation gradient background cluttered with *fragments*: thin strokes, short arcs and
+small dots in every colour, including the objects' colours.  Fragments are too thin or too
+small to be objects, so neither colour nor context alone gives the class away: the network
+must find the one large, solid, shaped region, which is exactly what its CAM should then show.
+
+Objects are drawn last, fully inside the image and without anti-aliasing, so the mask is the
+set of object pixels and the box is that mask's bounding box, both exact.
+
+Every item is a pure function of ``(seed, split, index)``:
+
+    >>> from camkit.data import Shapes
+    >>> val = Shapes("val", size=64, length=500)
+    >>> item = val[3]                      # dict: image (3, H, W) float32 in [0, 1], label,
+    >>> item["boxes"]                      #       boxes (1, 4) x0, y0, x1, y1 inclusive, mask (H, W)
+"""
+from __future__ import annotations
+
+import colorsys
+from typing import Sequence
+
+import numpy as np
+import torch
+from skimage import draw
+
+from camkit.errors import InputError
+
+__all__ = ["SHAPES", "COLOURS", "Shapes", "render", "class_names"]
+
+SHAPES: tuple[str, ...] = ("disk", "square", "triangle", "cross")
+#: Hue (degrees) of each object colour; saturation and value are jittered per object.
+COLOURS: dict[str, float] = {"red": 0.0, "green": 120.0, "blue": 230.0}
+SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
+DEFAULT_LENGTH: dict[str, int] = {"train": 10000, "val": 1000, "test": 1000}
+
+
+def class_names(shapes: Sequence[str] = SHAPES, colours: Sequence[str] = tuple(COLOURS)) -> list[str]:
+    """Class names ``"<colour> <shape>"``; class ``i`` is ``colours[i // len(shapes)]``, ``shapes[i % len(shapes)]``."""
+    return [f"{colour} {shape}" for colour in colours for shape in shapes]
+
+
+def _hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
+
+
+def _outline(shape: str, extent: float, angle: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Polygons (each (n, 2) as x, y around the origin) whose union is ``shape`` of side ``extent``."""
+    half = extent / 2
+    if shape == "disk":
+        t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+        aspect = rng.uniform(0.8, 1.0)
+        polys = [np.stack([half * np.cos(t), half * aspect * np.sin(t)], 1)]
+    elif shape == "square":
+        a = 0.8 * half  # about the area of the disk
+        polys = [np.array([[-a, -a], [a, -a], [a, a], [-a, a]])]
+    elif shape == "triangle":
+        t = np.pi / 2 + np.array([0, 2, 4]) * np.pi / 3
+        radius = 1.15 * half  # circumradius, so its area is not much below the others'
+        polys = [np.stack([radius * np.cos(t), radius * np.sin(t)], 1)]
+    elif shape == "cross":
+        arm = half * rng.uniform(0.28, 0.38)
+        polys = [np.array([[-half, -arm], [half, -arm], [half, arm], [-half, arm]]),
+                 np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]])]
+    else:  # pragma: no cover - guarded by Shapes.__init__
+        raise InputError(f"unknown shape {shape!r}; known: {SHAPES}")
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return [p @ rotation.T for p in polys]
+
+
+def _paint_polygons(canvas: np.ndarray, polys: list[np.ndarray], colour: np.ndarray) -> np.ndarray:
+    """Paint the union of ``polys`` (x, y) on ``canvas`` (H, W, 3) in place; return its (H, W) mask."""
+    mask = np.zeros(canvas.shape[:2], dtype=bool)
+    for poly in polys:
+        rr, cc = draw.polygon(poly[:, 1], poly[:, 0], shape=mask.shape)
+        mask[rr, cc] = True
+    canvas[mask] = colour
+    return mask
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A low-saturation linear colour gradient, (H, W, 3)."""
+    start = _hsv(rng.uniform(), rng.uniform(0.0, 0.3), rng.uniform(0.3, 0.8))
+    stop = _hsv(rng.uniform(), rng.uniform(0.0, 0.3), rng.uniform(0.3, 0.8))
+    direction = rng.uniform(0, 2 * np.pi)
+    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    along = np.cos(direction) * ramp[None, :] + np.sin(direction) * ramp[:, None] + 0.5
+    along = np.clip(along, 0, 1)[..., None]
+    return (1 - along) * start + along * stop
+
+
+def _fragments(canvas: np.ndarray, rng: np.random.Generator, count: int, hues: list[float]) -> None:
+    """Paint ``count`` fragments: strokes 1-2 px wide, short arcs and dots of radius <= 2."""
+    size = canvas.shape[0]
+    for _ in range(count):
+        hue = hues[rng.integers(len(hues))] if rng.uniform() < 0.6 else rng.uniform(0, 360)
+        colour = _hsv((hue + rng.uniform(-12, 12)) / 360, rng.uniform(0.6, 1.0), rng.uniform(0.5, 1.0))
+        kind = rng.integers(3)
+        if kind == 0:  # stroke
+            r0, c0 = rng.uniform(0, size, 2)
+            length, angle = rng.uniform(0.1, 0.3) * size, rng.uniform(0, np.pi)
+            r1, c1 = r0 + length * np.sin(angle), c0 + length * np.cos(angle)
+            width = rng.uniform(0.5, 1.2)
+            nr, nc = width * np.cos(angle), -width * np.sin(angle)
+            rr, cc = draw.polygon([r0 - nr, r1 - nr, r1 + nr, r0 + nr], [c0 - nc, c1 - nc, c1 + nc, c0 + nc],
+                                  shape=canvas.shape[:2])
+        elif kind == 1:  # arc of a circle outline
+            radius = rng.uniform(0.05, 0.15) * size
+            r0, c0 = rng.uniform(0, size, 2)
+            start = rng.uniform(0, 2 * np.pi)
+            t = start + np.linspace(0, rng.uniform(0.5, 1.5) * np.pi, 40)
+            rr = np.round(r0 + radius * np.sin(t)).astype(int)
+            cc = np.round(c0 + radius * np.cos(t)).astype(int)
+            keep = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
+            rr, cc = rr[keep], cc[keep]
+        else:  # dot
+            rr, cc = draw.disk(tuple(rng.uniform(0, size, 2)), rng.uniform(1.0, 2.5), shape=canvas.shape[:2])
+        canvas[rr, cc] = colour
+
+
+def render(rng: np.random.Generator, size: int, label: int, *, shapes: Sequence[str] = SHAPES,
+           colours: Sequence[str] = tuple(COLOURS), scale: tuple[float, float] = (0.3, 0.65),
+           fragments: tuple[int, int] = (4, 10), noise: tuple[float, float] = (0.02, 0.08)):
+    """Draw one image of class ``label`` with ``rng``.
+
+    Returns ``image`` (3, H, W) float32 in [0, 1], ``mask`` (H, W) bool and ``box`` (4,) int64
+    ``x0, y0, x1, y1`` inclusive (the mask's bounding box).  The object's extent is
+    ``scale`` × ``size`` (before rotation), it lies fully inside the image.
+    """
+    shape = shapes[label % len(shapes)]
+    colour_name = colours[label // len(shapes)]
+    canvas = _background(rng, size)
+    _fragments(canvas, rng, int(rng.integers(fragments[0], fragments[1] + 1)),
+               [COLOURS[c] for c in colours])
+
+    extent = rng.uniform(*scale) * size
+    polys = _outline(shape, extent, rng.uniform(0, 2 * np.pi), rng)
+    points = np.concatenate(polys)
+    low, high = points.min(0), points.max(0)
+    # Pixel centres are integers; keep every vertex within [0, size - 1].
+    centre = np.array([rng.uniform(-low[i], size - 1 - high[i]) for i in range(2)])
+    hue = COLOURS[colour_name] + rng.uniform(-15, 15)
+    colour = _hsv(hue / 360, rng.uniform(0.65, 1.0), rng.uniform(0.55, 1.0))
+    mask = _paint_polygons(canvas, [p + centre for p in polys], colour)
+
+    canvas += rng.normal(0.0, rng.uniform(*noise), canvas.shape).astype(np.float32)
+    image = np.clip(canvas, 0.0, 1.0).transpose(2, 0, 1)
+    ys, xs = np.nonzero(mask)
+    box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.int64)
+    return np.ascontiguousarray(image, dtype=np.float32), mask, box
+
+
+class Shapes(torch.utils.data.Dataset):
+    """Synthetic shapes: item ``i`` of ``split`` is drawn from ``SeedSequence([seed, split, i])``.
+
+    Splits ``"train"``, ``"val"``, ``"test"`` use disjoint random streams.  Labels cycle through
+    the classes (``label = i % num_classes``), so every prefix is balanced.
+
+    Items: ``{"image": (3, H, W) float32 in [0, 1], "label": int, "boxes": (1, 4) int64
+    x0, y0, x1, y1 inclusive, "mask": (H, W) bool}``.  ``classes`` holds the class names.
+    """
+
+    def __init__(self, split: str = "train", size: int = 64, length: int | None = None, seed: int = 0, *,
+                 shapes: Sequence[str] = SHAPES, colours: Sequence[str] = tuple(COLOURS),
+                 scale: tuple[float, float] = (0.3, 0.65)):
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; expected one of {sorted(SPLITS)}")
+        if int(size) < 16:
+            raise InputError(f"size must be at least 16 pixels, got {size}")
+        unknown = [s for s in shapes if s not in SHAPES] + [c for c in colours if c not in COLOURS]
+        if unknown:
+            raise InputError(f"unknown shapes/colours {unknown}; known: {SHAPES}, {tuple(COLOURS)}")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise InputError(f"scale must satisfy 0 < low <= high <= 1, got {scale}")
+        self.split, self.size, self.seed = split, int(size), int(seed)
+        self.length = DEFAULT_LENGTH[split] if length is None else int(length)
+        if self.length < 0:
+            raise InputError(f"length must be >= 0, got {length}")
+        self.shapes, self.colours, self.scale = tuple(shapes), tuple(colours), tuple(scale)
+        self.classes = class_names(self.shapes, self.colours)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def label(self, index: int) -> int:
+        return index % self.num_classes
+
+    def __getitem__(self, index: int) -> dict:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} items")
+        index %= self.length
+        rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
+        label = self.label(index)
+        image, mask, box = render(rng, self.size, label, shapes=self.shapes, colours=self.colours,
+                                  scale=self.scale)
+        return {"image": torch.from_numpy(image), "label": label,
+                "boxes": torch.from_numpy(box)[None], "mask": torch.from_numpy(mask)}
+
+    def __repr__(self) -> str:
+        return (f"Shapes(split={self.split!r}, size={self.size}, length={self.length}, seed={self.seed}, "
+                f"classes={self.num_classes})")
