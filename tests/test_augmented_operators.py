@@ -1,0 +1,135 @@
+"""Operators of Augmented Grad-CAM: golden values, adjoints (dot-product test), consistency."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from camkit.augmented import (
+    ForwardModel, RotoTranslation, area_downsample, area_downsample_adjoint, area_weights,
+    sample_transforms, warp_coordinates,
+)
+from camkit.errors import InputError
+
+f64 = torch.float64
+
+
+def _dot_test(forward, adjoint, x, y):
+    lhs = (forward(x) * y).sum()
+    rhs = (x * adjoint(y)).sum()
+    return abs(lhs - rhs) / max(abs(lhs), abs(rhs))
+
+
+def test_rotation_by_quarter_turn_is_rot90_counter_clockwise():
+    grid = torch.arange(16, dtype=f64).view(4, 4)
+    op = RotoTranslation(torch.tensor([math.pi / 2], dtype=f64), torch.zeros(1, 2), (4, 4), dtype=f64)
+    # Counter-clockwise as displayed: the top-right corner (value 3) moves to the top-left.
+    expected = torch.tensor([[3, 7, 11, 15], [2, 6, 10, 14], [1, 5, 9, 13], [0, 4, 8, 12]], dtype=f64)
+    torch.testing.assert_close(op(grid)[0], expected, atol=1e-12, rtol=0)
+
+
+def test_translation_moves_right_and_down_with_zero_fill():
+    grid = torch.arange(1, 17, dtype=f64).view(4, 4)
+    op = RotoTranslation(torch.zeros(2, dtype=f64), torch.tensor([[1.0, 0.0], [0.0, -1.0]]), (4, 4), dtype=f64)
+    right, up = op(grid)
+    assert torch.equal(right[:, 0], torch.zeros(4, dtype=f64))
+    assert torch.equal(right[:, 1:], grid[:, :-1])
+    assert torch.equal(up[:-1], grid[1:])
+    assert torch.equal(up[-1], torch.zeros(4, dtype=f64))
+    half = RotoTranslation(torch.zeros(1, dtype=f64), torch.tensor([[0.5, 0.0]]), (4, 4), dtype=f64)
+    torch.testing.assert_close(half(grid)[0, :, 1:], (grid[:, 1:] + grid[:, :-1]) / 2)
+
+
+def test_roto_translation_matches_grid_sample():
+    angles, shifts = sample_transforms(6, (20, 24), seed=3)
+    images = torch.randn(2, 3, 20, 24, dtype=f64)
+    warped = RotoTranslation(angles, shifts, (20, 24), dtype=f64)(images)           # (2, 3, 6, 20, 24)
+    src_x, src_y = warp_coordinates(angles, shifts, (20, 24))
+    grid = torch.stack([(2 * src_x + 1) / 24 - 1, (2 * src_y + 1) / 20 - 1], dim=-1)  # (6, 20, 24, 2)
+    for l in range(6):
+        expected = F.grid_sample(images, grid[l:l + 1].expand(2, -1, -1, -1), mode="bilinear",
+                                 padding_mode="zeros", align_corners=False)
+        torch.testing.assert_close(warped[:, :, l], expected, atol=1e-12, rtol=0)
+
+
+def test_warp_and_inverse_warp_are_exact_on_a_linear_ramp():
+    # Bilinear interpolation reproduces affine functions exactly away from the border.
+    angles, shifts = sample_transforms(4, (32, 32), max_shift=3, seed=4)
+    yy, xx = torch.meshgrid(torch.arange(32, dtype=f64), torch.arange(32, dtype=f64), indexing="ij")
+    ramp = 0.3 * xx - 0.7 * yy + 2.0
+    warped = RotoTranslation(angles, shifts, (32, 32), dtype=f64)(ramp)
+    src_x, src_y = warp_coordinates(angles, shifts, (32, 32))
+    inner = (slice(None), slice(8, 24), slice(8, 24))
+    torch.testing.assert_close(warped[inner], (0.3 * src_x - 0.7 * src_y + 2.0)[inner], atol=1e-10, rtol=0)
+    back = RotoTranslation(angles, shifts, (32, 32), inverse=True, dtype=f64)
+    restored = torch.stack([back(warped[l])[l] for l in range(4)])
+    torch.testing.assert_close(restored[inner], ramp.expand(4, -1, -1)[inner], atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_roto_translation_adjoint(inverse):
+    angles, shifts = sample_transforms(5, (20, 24), seed=1)
+    op = RotoTranslation(angles, shifts, (20, 24), inverse=inverse, dtype=f64)
+    x = torch.randn(3, 20, 24, dtype=f64)
+    y = torch.randn(3, 5, 20, 24, dtype=f64)
+    assert _dot_test(op, op.adjoint, x, y) < 1e-12
+
+
+def test_area_downsample_golden_and_adjoint():
+    grid = torch.arange(16, dtype=f64).view(4, 4)
+    expected = torch.tensor([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4], [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]],
+                            dtype=f64)
+    torch.testing.assert_close(area_downsample(grid, (2, 2)), expected)
+    torch.testing.assert_close(area_downsample_adjoint(torch.ones(2, 2, dtype=f64), (4, 4)),
+                               torch.full((4, 4), 0.25, dtype=f64))
+    for size, low in (((32, 32), (8, 8)), ((30, 26), (7, 5)), ((299, 299), (9, 9))):
+        x = torch.randn(2, *size, dtype=f64)
+        y = torch.randn(2, *low, dtype=f64)
+        assert _dot_test(lambda v: area_downsample(v, low), lambda v: area_downsample_adjoint(v, size), x, y) < 1e-12
+
+
+def test_area_weights_non_divisible_golden():
+    # 3 pixels into 2 cells of 1.5 px: the middle pixel is shared half and half.
+    expected = torch.tensor([[2 / 3, 1 / 3, 0.0], [0.0, 1 / 3, 2 / 3]], dtype=f64)
+    torch.testing.assert_close(area_weights(3, 2), expected)
+    torch.testing.assert_close(area_downsample(torch.ones(1, 299, 299, dtype=f64), (7, 7)), torch.ones(1, 7, 7, dtype=f64))
+
+
+@pytest.mark.parametrize("size, low", [((32, 32), (8, 8)), ((30, 26), (7, 5)), ((48, 40), (6, 5))])
+def test_forward_model_equals_downsampled_warp_and_is_adjoint(size, low):
+    angles, shifts = sample_transforms(7, size, seed=2)
+    model = ForwardModel(angles, shifts, size, low, dtype=f64)
+    warp = RotoTranslation(angles, shifts, size, dtype=f64)
+    maps = torch.randn(3, *size, dtype=f64)
+    views = model.forward(maps.reshape(3, -1).t()).t().reshape(3, 7, *low)
+    torch.testing.assert_close(views, area_downsample(warp(maps), low), atol=1e-13, rtol=0)
+    residual = torch.randn(3, 7, *low, dtype=f64)
+    back = model.adjoint(residual.reshape(3, -1).t()).t().reshape(3, *size)
+    torch.testing.assert_close(back, warp.adjoint(area_downsample_adjoint(residual, size)), atol=1e-13, rtol=0)
+    assert _dot_test(model.forward, model.adjoint, maps.reshape(3, -1).t(), residual.reshape(3, -1).t()) < 1e-5
+    # Schur's bound is an upper bound of the largest singular value squared (power iteration).
+    v = torch.randn(maps[0].numel(), 1, dtype=f64)
+    for _ in range(50):
+        v = model.adjoint(model.forward(v))
+        v /= v.norm()
+    assert (model.forward(v).norm() ** 2).item() <= model.norm_bound() * (1 + 1e-9)
+
+
+def test_sample_transforms_seeded_and_first_identity():
+    angles, shifts = sample_transforms(16, (224, 224), seed=7)
+    again, again_shifts = sample_transforms(16, (224, 224), generator=torch.Generator().manual_seed(7))
+    assert torch.equal(angles, again) and torch.equal(shifts, again_shifts)
+    assert angles[0] == 0 and torch.equal(shifts[0], torch.zeros(2, dtype=f64))
+    assert angles.abs().max() <= 0.5 and shifts.abs().max() <= 30
+    assert shifts.abs().max() > 15  # ranges are used, not collapsed
+    _, small = sample_transforms(64, (112, 56), seed=0)
+    assert small[:, 0].abs().max() <= 7.5 and small[:, 1].abs().max() <= 15
+
+
+def test_bad_transforms_are_rejected():
+    with pytest.raises(InputError, match="shifts"):
+        RotoTranslation(torch.zeros(3), torch.zeros(2, 2), (8, 8))
+    with pytest.raises(InputError, match="map size"):
+        ForwardModel(torch.zeros(1), torch.zeros(1, 2), (8, 8), (16, 16))
+    with pytest.raises(InputError, match="L must"):
+        sample_transforms(0, (8, 8))
