@@ -368,7 +368,7 @@ def test_threshold_curve_reads_every_accepted_layout():
 # ------------------------------------------------------------------ headless use and saving
 
 
-def test_figures_leave_pyplot_and_the_backend_alone(tmp_path):
+def test_figures_leave_pyplot_and_the_backend_alone():
     import matplotlib.pyplot as plt
 
     backend, open_figures = matplotlib.get_backend(), plt.get_fignums()
