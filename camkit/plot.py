@@ -431,6 +431,8 @@ def _plain_axes(ax: Axes) -> None:
 
 
 def _class_name(index: int, labels: Any) -> str:
+    if int(index) < 0:  # the Explanation's marker for a callable target, not a class
+        return "target"
     if labels is not None:
         try:
             return str(labels[int(index)])

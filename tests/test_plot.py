@@ -393,3 +393,24 @@ def test_save_writes_a_png_of_the_figure(tmp_path):
     again = plot.save(figure, tmp_path / "again.png")
     with Image.open(again) as saved:
         assert saved.size == Image.open(path).size
+
+
+def test_a_real_explanation_is_drawn_with_its_classes():
+    explainer = pytest.importorskip("camkit.explainer")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    images = torch.rand(2, 3, 12, 12)
+    explanation = explainer.explain(model, images, method="gradcam", top_k=2)
+    names = ["zero", "one", "two"]
+    figure = plot.overlay(images, explanation, labels=names, panel_size=1.0)
+    classes, scores = explanation.classes.tolist(), explanation.scores.tolist()
+    assert [ax.get_title() for ax in figure.axes] == [
+        f"{names[c]} ({s:.2f})" for row_c, row_s in zip(classes, scores) for c, s in zip(row_c, row_s)]
+    for got, want in zip(plot.overlay_arrays(images, explanation), plot.overlay_arrays(images, explanation.maps)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_callable_targets_class_minus_one_is_not_read_as_the_last_label():
+    explanation = FakeExplanation(torch.rand(1, 1, 6, 6), classes=torch.tensor([[-1]]), scores=torch.tensor([[0.5]]))
+    figure = plot.overlay(np.zeros((6, 6, 3), np.uint8), explanation, labels=["a", "b"], panel_size=1.0)
+    assert figure.axes[0].get_title() == "target (0.50)"
