@@ -1,0 +1,179 @@
+"""``explain()``, ``Explainer`` and ``Explanation``: the API users call."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from camkit import methods as method_registry
+from camkit.errors import InputError
+from camkit.hooks import preserved_state
+from camkit.layers import LayerSpec, find_default_layer, resolve_layers
+from camkit.maps import normalize_maps, resize_maps
+from camkit.methods.base import Method, Session
+from camkit.targets import TargetSpec
+
+__all__ = ["explain", "Explainer", "Explanation", "check_images", "fuse_layer_maps"]
+
+
+@dataclass
+class Explanation:
+    """The maps explaining K scores for each of B images.
+
+    ``maps``: (B, K, H, W) float32 in [0, 1], upsampled (bilinear) to the input size, then min-max
+    normalised per map.  ``raw``: (B, K, h, w) at layer resolution after ReLU, not normalised (the
+    fusion of all tapped layers when there are several, see ``layer_raw``).  ``classes``: (B, K)
+    class indices (-1 for callable targets).  ``scores``: (B, K) explained scores (logits).
+    ``probs``: (B, K) softmax probabilities of those classes (NaN when the output is not (B, N)).
+    """
+
+    maps: torch.Tensor
+    raw: torch.Tensor
+    classes: torch.Tensor
+    scores: torch.Tensor
+    probs: torch.Tensor
+    method: str = ""
+    layers: tuple[str, ...] = ()
+    layer_raw: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def boxes(self, threshold: float = 0.2, **options) -> torch.Tensor:
+        """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``."""
+        from camkit.localize import boxes
+
+        return boxes(self.maps, threshold=threshold, **options)
+
+    def cpu(self) -> "Explanation":
+        return Explanation(
+            self.maps.cpu(), self.raw.cpu(), self.classes.cpu(), self.scores.cpu(), self.probs.cpu(),
+            self.method, self.layers, {k: v.cpu() for k, v in self.layer_raw.items()},
+        )
+
+    def __len__(self) -> int:
+        return self.maps.shape[0]
+
+    def __repr__(self) -> str:
+        b, k, h, w = self.maps.shape
+        return f"Explanation(method={self.method!r}, layers={list(self.layers)}, maps=({b}, {k}, {h}, {w}), raw={tuple(self.raw.shape)})"
+
+
+def check_images(images: object) -> torch.Tensor:
+    """Validate a batch ``(B, C, H, W)``: a non-empty floating tensor without NaN or Inf."""
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        hint = " (add a batch dimension: images[None])" if images.dim() == 3 else ""
+        raise InputError(f"images must be 4-D (B, C, H, W), got shape {tuple(images.shape)}{hint}")
+    if not images.is_floating_point():
+        raise InputError(f"images must be a floating tensor, got dtype {images.dtype} (convert with images.float() / 255)")
+    if images.shape[0] == 0:
+        raise InputError("empty batch: images has shape (0, ...)")
+    if not bool(torch.isfinite(images).all()):
+        bad = "NaN" if bool(torch.isnan(images).any()) else "Inf"
+        raise InputError(f"images contain {bad} values")
+    return images
+
+
+def fuse_layer_maps(layer_maps: dict[str, torch.Tensor], mode: str = "mean") -> torch.Tensor:
+    """Fuse per-layer maps (B, K, h_i, w_i): resize to the finest resolution, min-max each, then mean or max."""
+    if len(layer_maps) == 1:
+        return next(iter(layer_maps.values()))
+    size = max((m.shape[-2:] for m in layer_maps.values()), key=lambda s: s[0] * s[1])
+    stack = torch.stack([normalize_maps(resize_maps(m, size)) for m in layer_maps.values()])
+    if mode == "mean":
+        return stack.mean(0)
+    if mode == "max":
+        return stack.amax(0)
+    raise InputError(f"unknown fusion {mode!r}; use 'mean' or 'max'")
+
+
+class Explainer:
+    """Explain a model's predictions batch after batch.
+
+    >>> with camkit.Explainer(model, method="gradcam", layer="layer4") as explainer:  # doctest: +SKIP
+    ...     for images, labels in loader:
+    ...         e = explainer(images, targets=labels)
+
+    ``layer``: a module, a dotted name, a list of them (maps are fused), or ``None`` for the last
+    module whose output is a (B, C, h, w) map with h·w > 1.  ``output``: a callable selecting the
+    tensor to explain from the model output (default: the tensor, a dict's ``"out"``, a tuple's
+    first element).  ``head``: the classifier CAM uses (found automatically).  Other keyword
+    options go to the method (e.g. ``bias=True`` for CAM).
+
+    Each call puts the model in eval mode, attaches forward hooks, and restores the model's modes,
+    hooks and the grad mode before returning, also on error: nothing is left attached between calls.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        method: str | Method = "gradcam",
+        layer: LayerSpec = None,
+        *,
+        output: Callable | None = None,
+        head: str | nn.Module | None = None,
+        fuse: str = "mean",
+        **method_options,
+    ):
+        if not isinstance(model, nn.Module):
+            raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.method = method_registry.get(method, **method_options)
+        self.layer_spec = layer
+        self.layers = None if layer is None else resolve_layers(model, layer)
+        self.output_fn = output
+        self.head_spec = head
+        if fuse not in ("mean", "max"):
+            raise InputError(f"unknown fusion {fuse!r}; use 'mean' or 'max'")
+        self.fuse = fuse
+
+    def __enter__(self) -> "Explainer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def __call__(self, images: torch.Tensor, targets: TargetSpec = None, top_k: int | None = None) -> Explanation:
+        images = check_images(images)
+        with torch.inference_mode(False):
+            if images.is_inference():
+                images = images.clone()
+            with preserved_state(self.model):
+                layers = self.layers or resolve_layers(self.model, find_default_layer(self.model, images))
+                session = Session(self.model, images, layers, targets, top_k, self.output_fn, self.head_spec)
+                layer_maps = self.method(session)
+        return self._explanation(session, layer_maps)
+
+    def _explanation(self, session: Session, layer_maps: dict[str, torch.Tensor]) -> Explanation:
+        layer_raw = {name: F.relu(maps.float()) for name, maps in layer_maps.items()}
+        raw = fuse_layer_maps(layer_raw, self.fuse)
+        maps = normalize_maps(resize_maps(raw, session.images.shape[-2:]))
+        first = session.first
+        output = first.output
+        if output.dim() == 2 and (session.classes >= 0).all():
+            probs = output.float().softmax(1).gather(1, session.classes)
+        else:
+            probs = torch.full_like(first.scores, float("nan"))
+        return Explanation(
+            maps=maps, raw=raw, classes=session.classes, scores=first.scores, probs=probs,
+            method=self.method.name, layers=tuple(layer_maps), layer_raw=layer_raw,
+        )
+
+
+def explain(
+    model: nn.Module,
+    images: torch.Tensor,
+    method: str | Method = "gradcam",
+    layer: LayerSpec = None,
+    targets: TargetSpec = None,
+    top_k: int | None = None,
+    **options,
+) -> Explanation:
+    """Explain ``model`` on ``images`` (B, C, H, W): one call of an :class:`Explainer`.
+
+    >>> e = camkit.explain(model, images, method="gradcam", top_k=5)  # doctest: +SKIP
+    >>> e.maps.shape   # (B, 5, H, W)
+    """
+    return Explainer(model, method, layer, **options)(images, targets=targets, top_k=top_k)

@@ -1,0 +1,32 @@
+"""CAM (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016)."""
+from __future__ import annotations
+
+import torch
+
+from camkit.methods import register
+from camkit.methods.base import Method, Session
+
+
+@register("cam")
+class CAM(Method):
+    r"""Class activation map: the classifier's weights applied at every position.
+
+    .. math:: M_c(x, y) = \sum_k w^c_k \, f_k(x, y) \; [+\, b_c]
+
+    where :math:`f_k` is channel k of the tapped layer and :math:`w^c` the row of the Linear (or
+    1x1 conv) classifier applied after global pooling, found automatically.  Needs no backward.
+    ``bias=True`` adds the class bias at every position (off by default, as in the paper).
+
+    >>> e = camkit.explain(model, images, method="cam")   # doctest: +SKIP
+    """
+
+    needs_gradients = False
+
+    def __init__(self, bias: bool = False):
+        self.bias = bias
+
+    def combine(self, activations: torch.Tensor, gradients, session: Session, layer: str) -> torch.Tensor:
+        return session.head(layer).class_maps(activations, session.classes.clamp_min(0), bias=self.bias)
+
+    def __repr__(self) -> str:
+        return f"CAM(bias={self.bias})"

@@ -1,0 +1,26 @@
+"""Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
+Gradient-based Localization", ICCV 2017)."""
+from __future__ import annotations
+
+import torch
+
+from camkit.methods import register
+from camkit.methods.base import Method, Session
+
+
+@register("gradcam")
+class GradCAM(Method):
+    r"""Channels weighted by their spatially averaged gradient.
+
+    .. math:: \alpha^c_k = \frac{1}{hw} \sum_{x,y} \frac{\partial S_c}{\partial A_k(x,y)},
+              \qquad M_c = \mathrm{ReLU}\Big(\sum_k \alpha^c_k A_k\Big)
+
+    with :math:`S_c` the raw logit (not the softmax) of class c.  On a GAP→Linear network
+    Grad-CAM equals CAM / (h·w) exactly.
+
+    >>> e = camkit.explain(model, images, method="gradcam")   # doctest: +SKIP
+    """
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor, session: Session, layer: str) -> torch.Tensor:
+        weights = gradients.mean(dim=(3, 4))  # (B, K, C)
+        return torch.einsum("bkc,bchw->bkhw", weights, activations)
