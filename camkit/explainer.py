@@ -99,7 +99,9 @@ class Explainer:
     ``layer``: a module, a dotted name, a list of them (maps are fused), or ``None`` for the last
     module whose output is a (B, C, h, w) map with h·w > 1.  ``output``: a callable selecting the
     tensor to explain from the model output (default: the tensor, a dict's ``"out"``, a tuple's
-    first element).  ``head``: the classifier CAM uses (found automatically).  Other keyword
+    first element).  ``head``: the classifier CAM uses (found automatically).  ``smooth``:
+    ``"tta"`` (average over test-time augmentations) and/or ``"eigen"`` (first principal
+    component), applicable to any method.  Other keyword
     options go to the method (e.g. ``bias=True`` for CAM).
 
     Each call puts the model in eval mode, attaches forward hooks, and restores the model's modes,
@@ -115,12 +117,17 @@ class Explainer:
         output: Callable | None = None,
         head: str | nn.Module | None = None,
         fuse: str = "mean",
+        smooth: str | tuple[str, ...] | None = None,
         **method_options,
     ):
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.method = method_registry.get(method, **method_options)
+        if smooth:
+            from camkit.methods.smoothing import smoothed
+
+            self.method = smoothed(self.method, smooth)
         self.layer_spec = layer
         self.layers = None if layer is None else resolve_layers(model, layer)
         self.output_fn = output
