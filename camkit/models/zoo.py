@@ -1,0 +1,128 @@
+"""Model factory over torchvision, camkit's own model files, and the shipped checkpoints.
+
+    >>> import camkit
+    >>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
+    >>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from camkit.errors import CamkitError, InputError
+from camkit.models.heads import gap_head
+from camkit.models.nin import NiN
+
+__all__ = ["WeightsError", "get", "pretrained", "save", "load", "available", "WEIGHTS_DIR"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODEL_FORMAT = "camkit-model-v1"
+#: Checkpoints shipped inside the package: name -> file in ``WEIGHTS_DIR``.
+SHIPPED = {"nin-shapes": "nin-shapes.pt"}
+#: torchvision backbones ``get`` knows; ``"<name>-gap"`` / ``"<name>-gmp"`` are their CAM-ready forms.
+BACKBONES = ("vgg16", "googlenet", "resnet18", "resnet50")
+
+
+class WeightsError(CamkitError, RuntimeError):
+    """Pretrained weights could not be fetched or read."""
+
+
+def available() -> list[str]:
+    """Names ``get`` accepts."""
+    return (["nin"] + list(BACKBONES) + [f"{b}-{p}" for b in BACKBONES for p in ("gap", "gmp")]
+            + sorted(SHIPPED))
+
+
+def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
+    import torchvision
+
+    kwargs = {"init_weights": True} if name == "googlenet" and weights is None else {}
+    if name == "googlenet" and weights is None:
+        kwargs["aux_logits"] = False
+    try:
+        model = torchvision.models.get_model(name, weights=weights, **kwargs)
+    except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
+        if weights is None:
+            raise
+        raise WeightsError(
+            f"could not fetch torchvision weights {weights!r} for {name!r}: {error}. "
+            "Download them on a machine with network access into the torch hub cache "
+            f"({torch.hub.get_dir()}/checkpoints) and copy them here, or pass weights=None for "
+            "random initialisation.") from error
+    if num_classes != 1000:
+        _replace_classifier(model, name, num_classes)
+    return model
+
+
+def _replace_classifier(model: nn.Module, name: str, num_classes: int) -> None:
+    if name.startswith("vgg"):
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    else:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+
+
+def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module:
+    """A model by name: ``"nin"``, a torchvision backbone (``"vgg16"``, ``"googlenet"``,
+    ``"resnet18"``, ``"resnet50"``), its CAM-ready form ``"<backbone>-gap"`` / ``"-gmp"``
+    (:func:`gap_head`), or a shipped checkpoint (``"nin-shapes"``).
+
+    ``weights``: ``None`` (random), or a torchvision weights name such as ``"DEFAULT"`` /
+    ``"IMAGENET1K_V1"``; fetching them needs network access, and failure raises
+    :class:`WeightsError` saying what to do.  With weights, a new ``num_classes``-way classifier
+    replaces the ImageNet one.  ``kwargs`` go to ``NiN`` or ``gap_head``.
+    """
+    if num_classes < 1:
+        raise InputError(f"num_classes must be >= 1, got {num_classes}")
+    if name in SHIPPED:
+        return pretrained(name)
+    if name == "nin":
+        if weights is not None:
+            raise InputError("'nin' has no downloadable weights; use pretrained('nin-shapes') or train one")
+        return NiN(num_classes, **kwargs)
+    base, _, pool = name.partition("-")
+    if base not in BACKBONES or pool not in ("", "gap", "gmp"):
+        raise InputError(f"unknown model {name!r}; available: {available()}")
+    if not pool:
+        return _torchvision(base, weights, num_classes)
+    backbone = _torchvision(base, weights, 1000)
+    return gap_head(backbone, num_classes, pool="avg" if pool == "gap" else "max", **kwargs)
+
+
+def save(model: nn.Module, path, meta: dict | None = None) -> None:
+    """Save a ``NiN`` with its config and ``class_names`` for :func:`load` (atomic write)."""
+    from camkit.train import save_checkpoint
+
+    if not isinstance(model, NiN):
+        raise InputError(f"save() stores NiN models; got {type(model).__name__} (use torch.save on its state_dict)")
+    state = {"format": MODEL_FORMAT, "arch": "nin", "config": dict(model.config),
+             "class_names": list(model.class_names or []), "meta": dict(meta or {}),
+             "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    save_checkpoint(path, state)
+
+
+def load(path) -> NiN:
+    """Load a model file written by :func:`save`, in eval mode (``torch.load(weights_only=True)``)."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"model file {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        raise WeightsError(f"{path} is not a camkit model file (format {MODEL_FORMAT!r})")
+    model = NiN(**state["config"])
+    model.load_state_dict(state["state_dict"])
+    model.class_names = list(state["class_names"]) or None
+    model.meta = state.get("meta", {})
+    return model.eval()
+
+
+def pretrained(name: str = "nin-shapes") -> NiN:
+    """A model shipped inside camkit, in eval mode, with ``class_names``.
+
+    ``"nin-shapes"``: a NiN-GAP trained on :class:`camkit.data.Shapes` (64×64, 12 classes); it takes
+    the data set's images in [0, 1] as they are.  Its CAM is ``model.class_maps(images)``.
+    """
+    if name not in SHIPPED:
+        raise InputError(f"no shipped model {name!r}; available: {sorted(SHIPPED)}")
+    return load(WEIGHTS_DIR / SHIPPED[name])

@@ -1,0 +1,142 @@
+"""camkit.train: a tiny run learns, checkpoints round-trip atomically, resume is exact."""
+import json
+import math
+
+import pytest
+import torch
+
+from camkit.data import Shapes
+from camkit.errors import InputError
+from camkit.models import NiN, load
+from camkit.train import (TensorSet, cosine_lr, evaluate, load_checkpoint, main, save_checkpoint, stack,
+                          train)
+
+
+def tiny_model(pool="avg"):
+    torch.manual_seed(0)
+    return NiN(4, widths=(8, 16), kernel_sizes=(3, 3), downsample=1, pool=pool, dropout=0.1)
+
+
+def tiny_shapes(split, length):
+    return stack(Shapes(split, size=24, length=length, shapes=("disk", "cross"), colours=("red", "blue")))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread, above all on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return tiny_shapes("train", 96), tiny_shapes("val", 48)
+
+
+def test_cosine_schedule_golden_values():
+    assert cosine_lr(0, 100, 1.0, warmup=10) == pytest.approx(0.1)
+    assert cosine_lr(9, 100, 1.0, warmup=10) == pytest.approx(1.0)
+    assert cosine_lr(10, 100, 1.0, warmup=10) == pytest.approx(1.0)
+    assert cosine_lr(55, 100, 1.0, warmup=10) == pytest.approx(0.5)
+    assert cosine_lr(100, 100, 1.0, warmup=10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_tiny_training_lowers_the_loss(tiny_data):
+    train_data, val_data = tiny_data
+    model = tiny_model()
+    before = evaluate(model, train_data)["loss"]
+    history = train(model, train_data, val_data, epochs=6, lr=1e-2, batch_size=16, progress=False)
+    after = evaluate(model, train_data)["loss"]
+    assert after < 0.8 * before
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert not model.training
+
+
+def test_balanced_class_weights_are_inverse_frequencies():
+    labels = torch.tensor([0, 0, 0, 1])
+    data = TensorSet(torch.rand(4, 3, 16, 16).half(), labels)
+    from camkit.train import _class_weights
+    torch.testing.assert_close(_class_weights("balanced", data.labels, 2), torch.tensor([4 / 6, 2.0]))
+    with pytest.raises(InputError):
+        _class_weights("inverse", labels, 2)
+
+
+def test_checkpoint_round_trip_is_atomic_and_weights_only(tmp_path):
+    state = {"format": "camkit-train-v1", "epoch": 3, "model": {"w": torch.arange(5.0)}, "history": [{"a": 1.0}]}
+    path = tmp_path / "run.ckpt"
+    save_checkpoint(path, state)
+    loaded = load_checkpoint(path)
+    assert loaded["epoch"] == 3 and loaded["history"] == [{"a": 1.0}]
+    torch.testing.assert_close(loaded["model"]["w"], torch.arange(5.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"], "no temporary file is left behind"
+    torch.save({"something": "else"}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="not a camkit training checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(epoch):
+    def log(record):
+        if record["epoch"] == epoch:
+            raise _Stop
+    return log
+
+
+def test_resume_continues_exactly(tiny_data, tmp_path):
+    train_data, val_data = tiny_data
+    options = dict(epochs=3, lr=5e-3, batch_size=32, progress=False, seed=1)
+    straight = tiny_model()
+    straight_history = train(straight, train_data, val_data, **options)
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(_Stop):  # killed after epoch 2 was saved
+        train(tiny_model(), train_data, val_data, **options, checkpoint=path, log=_stop_after(2))
+    assert load_checkpoint(path)["epoch"] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]
+
+    resumed = tiny_model()
+    history = train(resumed, train_data, val_data, **options, checkpoint=path, resume=True)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert history[2]["train_loss"] == pytest.approx(straight_history[2]["train_loss"], rel=1e-5)
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    # A finished run resumed again does no more work and returns the same history.
+    again = train(tiny_model(), train_data, val_data, **options, checkpoint=path, resume=True)
+    assert again == history
+
+
+def test_no_resume_starts_afresh(tiny_data, tmp_path):
+    path = tmp_path / "run.ckpt"
+    train(tiny_model(), tiny_data[0], None, epochs=1, lr=5e-3, batch_size=48, progress=False, checkpoint=path)
+    history = train(tiny_model(), tiny_data[0], None, epochs=1, lr=5e-3, batch_size=48, progress=False,
+                    checkpoint=path, resume=False)
+    assert len(history) == 1 and load_checkpoint(path)["epoch"] == 1
+
+
+def test_command_line_trains_and_saves_a_loadable_model(tmp_path, capsys):
+    out = tmp_path / "nin.pt"
+    code = main(["--out", str(out), "--epochs", "1", "--size", "24", "--train-length", "48",
+                 "--val-length", "24", "--widths", "8,12", "--kernels", "3,3", "--downsample", "1",
+                 "--quiet", "--threads", "1"])
+    assert code == 0
+    model = load(out)
+    assert model.class_names == Shapes("val").classes and not model.training
+    assert (tmp_path / "nin.ckpt").exists()
+    record = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert record["epoch"] == 1 and math.isfinite(record["train_loss"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+
+
+def test_bad_options_raise(tiny_data):
+    with pytest.raises(InputError, match="optimizer"):
+        train(tiny_model(), tiny_data[0], epochs=1, optimizer="lion", progress=False)
+    with pytest.raises(InputError, match="epochs"):
+        train(tiny_model(), tiny_data[0], epochs=0, progress=False)
