@@ -20,7 +20,11 @@ from camkit.methods.base import Method, Pass, Session
 __all__ = ["Method", "Pass", "Session", "register", "get", "available"]
 
 _REGISTRY: dict[str, type[Method]] = {}
-_BUILTIN_MODULES = ("camkit.methods.cam", "camkit.methods.gradcam")
+_BUILTIN_MODULES = (
+    "camkit.methods.cam", "camkit.methods.gradcam",
+    "camkit.methods.gradcampp", "camkit.methods.xgradcam", "camkit.methods.layercam", "camkit.methods.hirescam",
+    "camkit.methods.scorecam", "camkit.methods.ablationcam", "camkit.methods.eigencam",
+)
 _PLUGIN_MODULES = ("camkit.augmented.method",)
 _plugins_loaded = False
 

@@ -1,0 +1,159 @@
+"""Shared shapes of CAM methods: channel weights, element-wise weights, and the first principal component.
+
+Every method in this family writes its map as a sum over channels of *weighted activations*
+``W_k(x, y) = w_k(x, y) · A_k(x, y)``: :class:`ChannelWeightMethod` (one weight per channel,
+Grad-CAM++, XGrad-CAM, Score-CAM …) and :class:`ElementwiseMethod` (a weight per position,
+HiResCAM, LayerCAM …).  ``weighted_maps(session)`` exposes the (B, K, C, h, w) stack so that
+principal-component ("eigen") smoothing applies to any of them.
+"""
+from __future__ import annotations
+
+import torch
+
+from camkit.errors import InputError
+from camkit.methods.base import Method, Pass, Session
+
+__all__ = ["ChannelWeightMethod", "ElementwiseMethod", "first_component", "weighted_maps_of"]
+
+
+class ChannelWeightMethod(Method):
+    r"""A method whose map is :math:`M_c = \sum_k w^c_k A_k`: override ``weights``.
+
+    ``weights(activations (B, C, h, w), gradients (B, K, C, h, w) | None, session, layer)`` →
+    (B, K, C).  Methods that need other passes (noise, masks) may override ``channel_weights``.
+    """
+
+    def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def channel_weights(self, session: Session) -> tuple[Pass, dict[str, torch.Tensor]]:
+        """One pass and ``{layer: weights (B, K, C)}``."""
+        result = session.forward(gradients=self.needs_gradients)
+        weights = {
+            name: self.weights(acts, None if result.gradients is None else result.gradients[name], session, name)
+            for name, acts in result.activations.items()
+        }
+        return result, weights
+
+    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+        result, weights = self.channel_weights(session)
+        return {name: torch.einsum("bkc,bchw->bkhw", weights[name], result.activations[name]) for name in weights}
+
+    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
+        """``{layer: w_k A_k}`` (B, K, C, h, w); their sum over C is the method's map."""
+        result, weights = self.channel_weights(session)
+        return {name: weights[name][..., None, None] * result.activations[name][:, None] for name in weights}
+
+
+class ElementwiseMethod(Method):
+    r"""A method whose map is :math:`M_c = \sum_k W^c_k(x, y)`: override ``elementwise``.
+
+    ``elementwise(activations (B, C, h, w), gradients (B, K, C, h, w), session, layer)`` →
+    weighted activations (B, K, C, h, w).
+    """
+
+    def elementwise(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def combine(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
+        return self.elementwise(activations, gradients, session, layer).sum(2)
+
+    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
+        result = session.forward(gradients=self.needs_gradients)
+        return {
+            name: self.elementwise(acts, None if result.gradients is None else result.gradients[name], session, name)
+            for name, acts in result.activations.items()
+        }
+
+
+def weighted_maps_of(method: Method, session: Session) -> dict[str, torch.Tensor]:
+    """``{layer: (B, K, C, h, w)}`` weighted activations of ``method``, whose channel sum is its map.
+
+    Works for every method of this family and for the core's CAM (classifier rows, on the head's
+    activation of A) and Grad-CAM (mean gradients).
+    """
+    if hasattr(method, "weighted_maps"):
+        return method.weighted_maps(session)
+    from camkit.methods.cam import CAM
+    from camkit.methods.gradcam import GradCAM
+
+    if isinstance(method, GradCAM):
+        result = session.forward(gradients=True)
+        return {
+            name: result.gradients[name].mean((3, 4))[..., None, None] * acts[:, None]
+            for name, acts in result.activations.items()
+        }
+    if isinstance(method, CAM):
+        result = session.forward(gradients=False)
+        out = {}
+        for name, acts in result.activations.items():
+            head = session.head(name)
+            features = torch.relu(acts) if head.activation == "relu" else acts
+            classes = session.classes.clamp_min(0)
+            if head.weight is None:  # identity head: the class channel itself
+                onehot = torch.nn.functional.one_hot(classes, features.shape[1]).to(features)
+                out[name] = onehot[..., None, None] * features[:, None]
+            else:
+                out[name] = head.weight.detach().to(features)[classes][..., None, None] * features[:, None]
+        return out
+    raise InputError(
+        f"eigen smoothing needs a method whose map is a sum over channels of weighted activations; "
+        f"{method.name or type(method).__name__!r} does not expose them"
+    )
+
+
+def first_component(weighted: torch.Tensor) -> torch.Tensor:
+    r"""Projection on the first principal component over channels: (..., C, h, w) → (..., h, w).
+
+    Each map's positions are the samples and its C channels the features:
+    :math:`X \in \mathbb{R}^{hw \times C}`, centred over positions, :math:`X = U S V^\top`,
+    :math:`M = X v_1 = s_1 u_1` (pytorch-grad-cam's ``get_2d_projection``).  The SVD's sign is
+    arbitrary: camkit flips it so that ``M`` correlates positively with the channel sum
+    :math:`\sum_k X_k` (the unsmoothed map); pytorch-grad-cam leaves it as LAPACK returns it.
+    """
+    *lead, c, h, w = weighted.shape
+    x = torch.nan_to_num(weighted.float()).reshape(-1, c, h * w).transpose(1, 2)  # (N, hw, C)
+    centred = x - x.mean(1, keepdim=True)
+    u, s, _ = torch.linalg.svd(centred, full_matrices=False)
+    projection = u[..., 0] * s[..., :1]  # (N, hw)
+    reference = centred.sum(2)
+    sign = torch.where((projection * reference).sum(1, keepdim=True) < 0, -1.0, 1.0)
+    return (projection * sign).reshape(*lead, h, w)
+
+
+def scores_of_stack(session: Session, inputs: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
+    """Scores (n, B, K) of the explained classes for n variants of each of the B images, (n, B, 3, H, W).
+
+    One batched forward of n·B images (no graph).  Class targets are gathered from the logits (or
+    their softmax with ``probabilities=True``); callable targets are applied to each block of B
+    outputs, so per-image targets such as a segmentation mask keep lining up with their image.
+    """
+    n, b = inputs.shape[:2]
+    with torch.no_grad():
+        output = session.select(session.model(inputs.flatten(0, 1))).float()
+    classes = session.classes
+    if output.dim() == 2 and bool((classes >= 0).all()):
+        if probabilities:
+            output = output.softmax(-1)
+        return output.view(n, b, -1).gather(2, classes[None].expand(n, -1, -1).to(output.device))
+    if probabilities:
+        raise InputError("probability weighting needs class targets on a (B, num_classes) output")
+    blocks = output.view(n, b, *output.shape[1:])
+    return torch.stack([session.resolved.scorer(block).float() for block in blocks])
+
+
+def chunk_size(batch: int, image: torch.Tensor, batch_size: int, memory_budget: int | None) -> int:
+    """How many variants of the whole batch of ``batch`` images one forward takes (at least 1).
+
+    ``batch_size`` caps the images per forward; ``memory_budget`` (bytes) caps the masked inputs
+    built at once (``n · B · 3 · H · W · itemsize``).
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    n = max(1, batch_size // batch)
+    if memory_budget is not None:
+        if memory_budget <= 0:
+            raise InputError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+        per_variant = batch * image[0].numel() * image.element_size()
+        n = min(n, max(1, int(memory_budget // per_variant)))
+    return n
