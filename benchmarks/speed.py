@@ -1,0 +1,208 @@
+"""Speed and memory of camkit's CAM and Grad-CAM against the floor (a no-grad forward) and peers.
+
+    .venv/bin/python benchmarks/speed.py                  # resnet50, B=8, 224², CPU, medians of 5
+    .venv/bin/python benchmarks/speed.py --methods        # + a time row per registered method
+
+Time ratios are measured side by side in one process (median of --repeats runs each, interleaved).
+Extra peak memory is measured in a fresh subprocess per case: peak RSS during the call minus RSS
+before it.  Peers (torchcam, captum, grad-cam) are used when installed; none is a camkit dependency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torchvision
+
+import camkit
+
+
+def build(model_name: str):
+    torch.manual_seed(0)
+    return getattr(torchvision.models, model_name)(weights=None).eval()
+
+
+def make_cases(model, layer_name: str):
+    """name → callable(images, classes) for each library available, all explaining the given classes."""
+    layer = dict(model.named_modules())[layer_name]
+    cases = {}
+
+    def forward(images, classes):
+        with torch.no_grad():
+            model(images)
+
+    cases["no-grad forward"] = forward
+    explainer = camkit.Explainer(model, "gradcam", layer=layer_name)
+    cam_explainer = camkit.Explainer(model, "cam", layer=layer_name)
+    cases["camkit gradcam"] = lambda images, classes: explainer(images, targets=classes[:, 0])
+    cases["camkit gradcam top-5"] = lambda images, classes: explainer(images, top_k=5)
+    cases["camkit cam"] = lambda images, classes: cam_explainer(images, targets=classes[:, 0])
+    cases["camkit explain() one-shot"] = lambda images, classes: camkit.explain(model, images, targets=classes[:, 0])
+    try:
+        from torchcam.methods import GradCAM as TorchcamGradCAM
+
+        def torchcam_case(images, classes):
+            extractor = TorchcamGradCAM(model, target_layer=layer_name)
+            try:
+                scores = model(images)
+                extractor(classes[:, 0].tolist(), scores)
+            finally:
+                extractor.remove_hooks()
+
+        cases["torchcam gradcam"] = torchcam_case
+    except ImportError:
+        pass
+    try:
+        from captum.attr import LayerGradCam
+
+        captum_method = LayerGradCam(model, layer)
+        cases["captum gradcam"] = lambda images, classes: captum_method.attribute(images, target=classes[:, 0])
+    except ImportError:
+        pass
+    try:
+        from pytorch_grad_cam import GradCAM as PGCGradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        def pgc_case(images, classes):
+            with PGCGradCAM(model=model, target_layers=[layer]) as cam:
+                cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, 0]])
+
+        cases["grad-cam gradcam"] = pgc_case
+    except ImportError:
+        pass
+    return cases
+
+
+def time_cases(cases, images, classes, repeats: int) -> dict[str, float]:
+    for case in cases.values():  # warm-up: caches, allocator, camkit's layer probe
+        case(images, classes)
+    samples = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            start = time.perf_counter()
+            case(images, classes)
+            samples[name].append(time.perf_counter() - start)
+            model_grads = [p.grad for p in MODEL.parameters() if p.grad is not None]
+            for p in MODEL.parameters():  # peers leave .grad on parameters; clear it between runs
+                p.grad = None
+            del model_grads
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(args) -> None:
+    """In a fresh process: extra peak RSS (MiB) of one call of one case, after one warm-up call at B=1.
+
+    The peak (VmHWM) is reset through /proc/self/clear_refs just before the call, so model
+    construction does not count.
+    """
+    global MODEL
+    MODEL = build(args.model)
+    cases = make_cases(MODEL, args.layer)
+    case = cases[args.memory_case]
+    case(torch.rand(1, 3, args.size, args.size), torch.zeros(1, 1, dtype=torch.long))
+    images = torch.rand(args.memory_batch, 3, args.size, args.size)
+    classes = torch.zeros(args.memory_batch, 1, dtype=torch.long)
+    before = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    case(images, classes)
+    print(json.dumps({"extra_peak_mib": _status_mib("VmHWM") - before}))
+
+
+def measure_memory(args, names) -> dict[str, float]:
+    results = {}
+    for name in names:
+        values = []
+        for _ in range(args.memory_repeats):
+            out = subprocess.run(
+                [sys.executable, __file__, "--memory-case", name, "--model", args.model, "--layer", args.layer,
+                 "--size", str(args.size), "--memory-batch", str(args.memory_batch)],
+                capture_output=True, text=True, check=True,
+            )
+            values.append(json.loads(out.stdout.strip().splitlines()[-1])["extra_peak_mib"])
+        results[name] = statistics.median(values)
+    return results
+
+
+def method_rows(images, classes, repeats: int, forward_time: float) -> dict[str, float]:
+    rows = {}
+    for name in camkit.methods.available():
+        explainer = camkit.Explainer(MODEL, name, layer=ARGS.layer)
+        start = time.perf_counter()
+        explainer(images, targets=classes[:, 0])
+        first = time.perf_counter() - start
+        runs = [first] + ([] if first > 20 else [])
+        for _ in range(repeats - 1 if first <= 20 else 0):
+            start = time.perf_counter()
+            explainer(images, targets=classes[:, 0])
+            runs.append(time.perf_counter() - start)
+        rows[name] = statistics.median(runs) / forward_time
+    return rows
+
+
+def main(argv=None) -> None:
+    global MODEL, ARGS
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--layer", default="layer4")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-batch", type=int, default=16)
+    parser.add_argument("--memory-repeats", type=int, default=3)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--methods", action="store_true", help="add a time row per registered method")
+    parser.add_argument("--memory-case", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    ARGS = args = parser.parse_args(argv)
+    if args.memory_case:
+        memory_child(args)
+        return
+    MODEL = build(args.model)
+    torch.manual_seed(0)
+    images = torch.rand(args.batch, 3, args.size, args.size)
+    with torch.no_grad():
+        classes = MODEL(images).argmax(1, keepdim=True)
+    cases = make_cases(MODEL, args.layer)
+    times = time_cases(cases, images, classes, args.repeats)
+    forward = times["no-grad forward"]
+    print(f"{args.model}, B={args.batch}, {args.size}², CPU threads={torch.get_num_threads()}, median of {args.repeats}")
+    print(f"| case | time (s) | ÷ no-grad forward |\n|---|---|---|")
+    for name, seconds in times.items():
+        print(f"| {name} | {seconds:.3f} | {seconds / forward:.2f} |")
+    print(f"\ncamkit top-5 ÷ top-1 Grad-CAM: {times['camkit gradcam top-5'] / times['camkit gradcam']:.2f}")
+    result = {"times": times}
+    if not args.no_memory:
+        memory = measure_memory(args, list(cases))
+        floor = memory["no-grad forward"]
+        print(f"\nExtra peak memory at B={args.memory_batch} (MiB, median of {args.memory_repeats} fresh processes)")
+        print("| case | extra peak (MiB) | ÷ no-grad forward |\n|---|---|---|")
+        for name, mib in memory.items():
+            print(f"| {name} | {mib:.0f} | {mib / floor:.2f} |")
+        result["memory_mib"] = memory
+    if args.methods:
+        rows = method_rows(images, classes, args.repeats, forward)
+        print("\n| method | time ÷ no-grad forward |\n|---|---|")
+        for name, ratio in rows.items():
+            print(f"| {name} | {ratio:.2f} |")
+        result["methods"] = rows
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
