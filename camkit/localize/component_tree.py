@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import minimum_spanning_tree
 
 from camkit.errors import InputError
 
@@ -90,12 +92,20 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     x0, y0, x1, y1, area = _region_tables(levels, region, n_regions, hills, table_width)
     a, b, passes = _passes(levels, region, n_regions, region_image, hills, connectivity)
 
-    # Kruskal over regions, highest pass first: merge node m joins two components at pass p and
-    # exists for thresholds k < p until its own parent merge.
-    node_birth = list(region_top.tolist())
-    node_death = [0] * n_regions
-    children: list[tuple[int, int]] = []
-    owner = list(range(n_regions))  # union-find over regions -> current node
+    # The merge tree only depends on a maximum spanning tree of the region graph (pass levels as
+    # weights): keep those few edges, then Kruskal's algorithm over them, highest pass first.
+    # Merge node m joins two components at pass p and exists for thresholds k < p until its own
+    # parent merge.
+    if passes.size:
+        weights = int(passes.max()) + 1 - passes
+        spanning = minimum_spanning_tree(
+            coo_matrix((weights, (a, b)), shape=(n_regions, n_regions)).tocsr()).tocoo()
+        order = np.argsort(spanning.data, kind="stable")
+        a, b = spanning.row[order], spanning.col[order]
+        passes = int(passes.max()) + 1 - spanning.data[order].astype(np.int64)
+    n_merges = passes.size
+    parent = np.full(n_regions + n_merges, -1, np.int64)
+    owner = list(range(n_regions))  # union-find root region -> current tree node
     union = list(range(n_regions))
 
     def find(i: int) -> int:
@@ -104,40 +114,53 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
             i = union[i]
         return i
 
-    for i, j, p in zip(a.tolist(), b.tolist(), passes.tolist()):
-        ri, rj = find(i), find(j)
-        if ri == rj:
-            continue
-        ni, nj = owner[ri], owner[rj]
-        node = len(node_birth)
-        node_birth.append(p)
-        node_death.append(0)
-        node_death[ni] = p
-        node_death[nj] = p
-        children.append((ni, nj))
+    merge_children = np.empty((n_merges, 2), np.int64)
+    for m, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+        ri, rj = find(i), find(j)  # a spanning tree never joins a component to itself
+        merge_children[m] = owner[ri], owner[rj]
         union[rj] = ri
-        owner[ri] = node
+        owner[ri] = n_regions + m
+    parent[merge_children.ravel()] = np.repeat(np.arange(n_regions, n_regions + n_merges), 2)
 
-    n_nodes = len(node_birth)
-    birth = np.minimum(np.array(node_birth, np.int64), num_thresholds)
-    death = np.array(node_death, np.int64)
-    node_image = np.concatenate([region_image, np.zeros(n_nodes - n_regions, np.int64)])
-    tables = [np.empty((n_nodes, table_width), np.int64) for _ in range(5)]
-    for table, region_table in zip(tables, (x0, y0, x1, y1, area)):
-        table[:n_regions] = region_table
-    for offset, (ci, cj) in enumerate(children):
-        node = n_regions + offset
-        node_image[node] = node_image[ci]
-        for table, reduce in zip(tables, (np.minimum, np.minimum, np.maximum, np.maximum, np.add)):
-            reduce(table[ci], table[cj], out=table[node])
-
-    # One row per (node, threshold) where the node is a component.
+    birth = np.minimum(np.concatenate([region_top, passes]).astype(np.int64), num_thresholds)
+    has_parent = parent >= 0
+    death = np.zeros_like(birth)
+    death[has_parent] = birth[parent[has_parent]]
     lifetimes = np.maximum(birth - death, 0)
-    nodes = np.repeat(np.arange(n_nodes), lifetimes)
-    starts = np.cumsum(lifetimes) - lifetimes
-    thresholds = death[nodes] + np.arange(nodes.size) - np.repeat(starts, lifetimes)
-    boxes = np.stack([table[nodes, thresholds] for table in tables[:4]], axis=1)
-    areas = tables[4][nodes, thresholds]
+    first_row = np.cumsum(lifetimes) - lifetimes
+    n_rows = int(lifetimes.sum())
+
+    # Row (node, k) gathers the parts above k of the regions below the node: walk each region
+    # up its chain of ancestors and scatter its table values into the rows of each one.
+    pair_region, pair_node = [], []
+    region_ids, node = np.arange(n_regions), np.arange(n_regions)
+    while node.size:
+        pair_region.append(region_ids)
+        pair_node.append(node)
+        node = parent[node]
+        region_ids, node = region_ids[node >= 0], node[node >= 0]
+    pair_region = np.concatenate(pair_region)
+    pair_node = np.concatenate(pair_node)
+    span = lifetimes[pair_node]
+    region_rep = np.repeat(pair_region, span)
+    node_rep = np.repeat(pair_node, span)
+    step = np.arange(region_rep.size) - np.repeat(np.cumsum(span) - span, span)
+    k_rep = death[node_rep] + step
+    row_rep = first_row[node_rep] + step
+
+    columns = []
+    table_cell = region_rep * x0.shape[1] + k_rep
+    for ufunc, table, empty in ((np.minimum, x0, max(height, width)), (np.minimum, y0, max(height, width)),
+                                (np.maximum, x1, -1), (np.maximum, y1, -1)):
+        column = np.full(n_rows, empty, np.int64)
+        ufunc.at(column, row_rep, table.ravel()[table_cell])
+        columns.append(column)
+    boxes = np.stack(columns, axis=1)
+    areas = np.bincount(row_rep, weights=area.ravel()[table_cell], minlength=n_rows).astype(np.int64)
+    nodes = np.repeat(np.arange(birth.size), lifetimes)
+    thresholds = death[nodes] + np.arange(n_rows) - np.repeat(first_row, lifetimes)
+    node_image = np.empty(birth.size, np.int64)
+    node_image[pair_node] = region_image[pair_region]
     images = node_image[nodes]
 
     largest = _largest(images, thresholds, boxes, areas, batch, num_thresholds, height, width)
@@ -169,9 +192,11 @@ def _ascent_regions(levels, connectivity, fine):
     if top_bits + _FINE_BITS + index_bits > 62:
         raise InputError("too many levels or pixels in one batch: split the batch")
     # A strict total order consistent with the levels: (level, fine value, position).
-    key = levels.astype(np.int64) << _FINE_BITS
+    key = levels.astype(np.int64)
+    key <<= _FINE_BITS
     if fine is not None:
-        key += (np.asarray(fine, np.float64) * ((1 << _FINE_BITS) - 1)).astype(np.int64)
+        scaled = np.multiply(fine, (1 << _FINE_BITS) - 1, dtype=np.float64)
+        key += scaled.astype(np.int64)
     key <<= index_bits
     key |= np.arange(n_pixels, dtype=np.int64).reshape(levels.shape)
     rows = key.reshape(-1, width)
@@ -183,7 +208,8 @@ def _ascent_regions(levels, connectivity, fine):
     start[:, 1:-1] &= rows[:, 2:] > rows[:, 1:-1]
     start[:, -1] = False if width > 1 else True
     start_index = np.flatnonzero(start)
-    hill = np.cumsum(start.ravel(), dtype=np.int32) - 1
+    hill = np.cumsum(start.ravel(), dtype=np.intp)
+    hill -= 1
     peak = np.maximum.reduceat(key.ravel(), start_index) & ((1 << index_bits) - 1)
 
     # Each hill points to the hill of its peak's highest neighbour when that one is higher.
@@ -216,17 +242,18 @@ def _region_tables(levels, region, n_regions, hills, table_width):
     (empty: x0 = y0 = large, x1 = y1 = -1, area 0)."""
     batch, height, width = levels.shape
     lv = levels.ravel()
-    rg = region.ravel().astype(np.intp)
+    rg = region.ravel().astype(np.intp, copy=False)
 
     def extent(line_top):
         # line_top[i, c]: highest level of region i on line c; the region's part above k spans
         # the lines whose top exceeds k.
         r, c = np.nonzero(line_top)
-        lev = line_top[r, c]
-        low = np.full((n_regions, table_width + 1), max(height, width), np.int64)
-        high = np.full((n_regions, table_width + 1), -1, np.int64)
-        np.minimum.at(low, (r, lev), c)
-        np.maximum.at(high, (r, lev), c)
+        cell = r * (table_width + 1) + line_top[r, c]
+        low = np.full(n_regions * (table_width + 1), max(height, width), np.int64)
+        high = np.full(n_regions * (table_width + 1), -1, np.int64)
+        np.minimum.at(low, cell, c.astype(np.int64))
+        np.maximum.at(high, cell, c.astype(np.int64))
+        low, high = low.reshape(n_regions, -1), high.reshape(n_regions, -1)
         # Part above threshold k = pixels at levels k+1 and up: reverse cumulative extremes, shifted.
         low = np.minimum.accumulate(low[:, ::-1], axis=1)[:, ::-1][:, 1:]
         high = np.maximum.accumulate(high[:, ::-1], axis=1)[:, ::-1][:, 1:]

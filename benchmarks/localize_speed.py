@@ -1,0 +1,176 @@
+"""MaxBoxAccV2 over a 1000-threshold grid: camkit's one-pass component tree vs the reference
+contour-per-threshold loop (wsolevaluation's ``compute_bboxes_from_scoremaps``: ``cv2.threshold``
+and ``cv2.findContours`` at every τ), on 224² smooth maps, side by side in one process.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/localize_speed.py --images 32 --runs 5
+
+The maps are a 14x14 uniform random map upsampled bicubically to 224² plus a Gaussian blob; the
+ground-truth box is the blob's ±2σ box.  Both sides get the same maps (already 224², so no resize)
+and score them under ``protocol="wsolevaluation"``.  Reported: the median over ``--runs`` of the
+per-image time of each side, their ratio, both sides' MaxBoxAccV2 and MaxBoxAcc, and how many
+(image, τ) cells disagree.  ``opencv-python-headless`` is a benchmark-only dependency; without it
+the reference is a ``scipy.ndimage.label`` per threshold (outer boxes plus hole boxes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from camkit.localize import BoxAccuracy, prepare_maps
+from camkit.localize.boxes import iou_numpy
+
+try:
+    import cv2
+except ImportError:  # the scipy reference below stands in
+    cv2 = None
+
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)
+
+
+def smooth_maps(count: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``count`` maps ``(size, size)`` in [0, 1] and their blob boxes ``(1, 4)``."""
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.random((count, 1, 14, 14)))
+    maps = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0].numpy()
+    yy, xx = np.mgrid[:size, :size]
+    boxes = []
+    for i in range(count):
+        cy, cx = rng.uniform(0.2 * size, 0.8 * size, 2)
+        sigma = rng.uniform(0.07 * size, 0.2 * size)
+        maps[i] += 2.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2))
+        box = np.clip(np.round([cx - 2 * sigma, cy - 2 * sigma, cx + 2 * sigma, cy + 2 * sigma]),
+                      0, size - 1).astype(np.int64)
+        boxes.append(box[None])
+    low = maps.min(axis=(1, 2), keepdims=True)
+    maps = (maps - low) / (maps.max(axis=(1, 2), keepdims=True) - low)
+    return maps, boxes
+
+
+def reference_boxes_cv2(scoremap: np.ndarray, thresholds: np.ndarray, all_contours: bool):
+    """wsolevaluation's boxes at every τ (one ``findContours`` per threshold)."""
+    height, width = scoremap.shape
+    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    out = []
+    for tau in thresholds:
+        _, binary = cv2.threshold(image, int(tau * np.max(image)), 255, cv2.THRESH_BINARY)
+        contours = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if len(contours) == 0:
+            out.append(np.array([[0, 0, 0, 0]]))
+            continue
+        if not all_contours:
+            contours = [max(contours, key=cv2.contourArea)]
+        found = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            found.append([x, y, min(x + w, width - 1), min(y + h, height - 1)])
+        out.append(np.array(found))
+    return out
+
+
+def reference_boxes_scipy(scoremap: np.ndarray, thresholds: np.ndarray, all_contours: bool):
+    """The same boxes with ``scipy.ndimage.label`` per threshold (largest by pixel count)."""
+    height, width = scoremap.shape
+    levels = (scoremap * 255).astype(np.uint8)
+    eight, four = np.ones((3, 3)), ndimage.generate_binary_structure(2, 1)
+    out = []
+    for tau in thresholds:
+        foreground = levels > int(tau * levels.max())
+        labels, count = ndimage.label(foreground, eight)
+        if count == 0:
+            out.append(np.array([[0, 0, 0, 0]]))
+            continue
+        slices = ndimage.find_objects(labels)
+        found = [[s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1] for s in slices]
+        if not all_contours:
+            found = [found[int(np.argmax(np.bincount(labels.ravel())[1:]))]]
+        else:
+            holes, n_holes = ndimage.label(~foreground, four)
+            for s in ndimage.find_objects(holes):
+                if s[0].start > 0 and s[1].start > 0 and s[0].stop < height and s[1].stop < width:
+                    found.append([s[1].start - 1, s[0].start - 1, s[1].stop, s[0].stop])
+        found = np.array(found)
+        found[:, 2] = np.minimum(found[:, 2] + 1, width - 1)
+        found[:, 3] = np.minimum(found[:, 3] + 1, height - 1)
+        out.append(found)
+    return out
+
+
+def reference_metric(maps, gt_boxes, thresholds, all_contours: bool):
+    """Per-image best IoU at each τ ``(N, T)`` by the contour-per-threshold loop, and its time."""
+    boxes_at = reference_boxes_cv2 if cv2 is not None else reference_boxes_scipy
+    start = time.perf_counter()
+    best = []
+    for scoremap, gt in zip(maps, gt_boxes):
+        # As BoxEvaluator.accumulate: one IoU call over the boxes of all thresholds, then the
+        # best box per threshold.
+        per_threshold = boxes_at(scoremap, thresholds, all_contours)
+        counts = [len(b) for b in per_threshold]
+        ious = iou_numpy(np.concatenate(per_threshold), gt).max(axis=1)
+        best.append(np.maximum.reduceat(ious, np.cumsum(counts) - counts))
+    return np.stack(best), time.perf_counter() - start
+
+
+def summarise(best_largest: np.ndarray, best_all: np.ndarray) -> dict:
+    def max_acc(best, delta):
+        return float((100.0 * (best >= delta).mean(axis=0)).max())
+    return {"max_box_acc": max_acc(best_largest, 0.5),
+            "max_box_acc_v2": float(np.mean([max_acc(best_all, d) for d in IOU_THRESHOLDS]))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--step", type=float, default=0.001, help="τ grid step (1000 thresholds)")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    thresholds = np.arange(0, 1, args.step)
+    maps, gt_boxes = smooth_maps(args.images)
+    prepared = prepare_maps(maps, "wsolevaluation")  # 224² already: min-max only, both sides
+
+    fast_times, ref_times = [], []
+    for _ in range(args.runs):
+        metric = BoxAccuracy(thresholds, IOU_THRESHOLDS, all_components=True,
+                             protocol="wsolevaluation")
+        start = time.perf_counter()
+        metric.update(prepared, gt_boxes)
+        fast_times.append((time.perf_counter() - start) / args.images)
+        ref_all, seconds = reference_metric(prepared, gt_boxes, thresholds, all_contours=True)
+        ref_times.append(seconds / args.images)
+    ref_largest, _ = reference_metric(prepared, gt_boxes, thresholds, all_contours=False)
+    fast_largest, fast_all = BoxAccuracy(thresholds, IOU_THRESHOLDS, protocol="wsolevaluation") \
+        .best_ious(prepared, gt_boxes)
+
+    ours, reference = metric.result(), summarise(ref_largest, ref_all)
+    figures = {
+        "reference": "cv2.findContours per threshold" if cv2 is not None
+        else "scipy.ndimage.label per threshold (cv2 missing)",
+        "images": args.images, "thresholds": int(thresholds.size), "runs": args.runs,
+        "camkit_ms_per_image": 1e3 * float(np.median(fast_times)),
+        "reference_ms_per_image": 1e3 * float(np.median(ref_times)),
+        "speedup": float(np.median(ref_times) / np.median(fast_times)),
+        "camkit_max_box_acc_v2": ours["max_box_acc_v2"],
+        "reference_max_box_acc_v2": reference["max_box_acc_v2"],
+        "camkit_max_box_acc": ours["max_box_acc"],
+        "reference_max_box_acc": reference["max_box_acc"],
+        "cells_differing_all_components": int((np.abs(fast_all - ref_all) > 1e-12).sum()),
+        "cells_differing_largest": int((np.abs(fast_largest - ref_largest) > 1e-12).sum()),
+        "cells": int(ref_all.size),
+    }
+    for key, value in figures.items():
+        print(f"{key:34s} {value:.3f}" if isinstance(value, float) else f"{key:34s} {value}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(figures, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

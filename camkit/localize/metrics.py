@@ -1,0 +1,465 @@
+"""WSOL metrics held as additive counts.
+
+Every metric keeps integer counts (images seen, images localized per threshold, pixel score
+histograms); ``update`` adds a batch, ``merge`` adds another metric's counts, ``state_dict`` /
+``load_state_dict`` serialise them, and ``counts()`` / ``load_counts()`` expose all of them as one
+flat int64 tensor for ``torch.distributed.all_reduce(..., op=SUM)``.  Ratios are only formed in
+``result()``.
+
+Protocols for box metrics (``BoxAccuracy``):
+
+* ``"camkit"``: float maps, a pixel is foreground at τ when ``m > τ · max m`` (after min-max
+  normalisation, ``m > τ``), tight boxes, empty foreground → :data:`EMPTY_BOX` (IoU 0).
+* ``"wsolevaluation"``: reproduces ``clovaai/wsolevaluation`` image for image: maps resized to
+  224² (bicubic) and min-max normalised (NaN or constant → zeros), quantised
+  ``q = uint8(255 · m)`` (truncation), foreground ``q > int(τ · max q)``, 8-connected regions,
+  every contour OpenCV's ``RETR_TREE`` returns (outer borders *and* hole borders) for
+  MaxBoxAccV2, far corner one past the region (``x1 = x_max + 1`` clipped to ``W - 1``, same for
+  y), empty foreground → ``[0, 0, 0, 0]``.  Known difference: the reference picks the "largest"
+  contour by polygon area (``cv2.contourArea``), camkit by pixel count; they disagree only between
+  near-equal components (see ``benchmarks/localize_speed.py`` for the measured effect).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from camkit.errors import CamkitError, InputError
+from camkit.localize.boxes import EMPTY_BOX, as_box_array, iou_numpy
+from camkit.localize.component_tree import superlevel_components
+from camkit.maps import normalize_maps, resize_maps
+
+__all__ = ["LocalizationAccuracy", "BoxAccuracy", "PxAP", "prepare_maps", "default_thresholds"]
+
+PROTOCOLS = ("camkit", "wsolevaluation")
+_WSOL_SIZE = (224, 224)
+_REFERENCE_EMPTY_BOX = (0, 0, 0, 0)
+
+
+def default_thresholds(step: float = 0.01) -> np.ndarray:
+    """The τ grid ``arange(0, 1, step)`` (as wsolevaluation builds it)."""
+    return np.arange(0, 1, step)
+
+
+def _check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return protocol
+
+
+def _as_map_batch(maps) -> torch.Tensor:
+    if isinstance(maps, np.ndarray):
+        maps = torch.from_numpy(maps)
+    if not isinstance(maps, torch.Tensor):
+        maps = torch.as_tensor(np.asarray(maps))
+    if maps.dim() == 2:
+        maps = maps[None]
+    if maps.dim() == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.dim() != 3:
+        raise InputError(f"maps must be (B, H, W) (or (H, W), (B, 1, H, W)), got {tuple(maps.shape)}")
+    if maps.is_complex() or maps.dtype == torch.bool:
+        raise InputError(f"maps must be real numbers, got {maps.dtype}")
+    return maps.detach().cpu().to(torch.float64)
+
+
+def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
+    """Maps ``(B, H, W)`` as the protocol scores them: resized (bicubic, ``resize`` = (H, W); the
+    wsolevaluation protocol defaults to 224²) then min-max normalised per map, float64 numpy.
+
+    NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros.
+    """
+    _check_protocol(protocol)
+    maps = _as_map_batch(maps)
+    if resize is None and protocol == "wsolevaluation":
+        resize = _WSOL_SIZE
+    has_nan = torch.isnan(maps).flatten(1).any(dim=1)
+    if has_nan.any():
+        if protocol == "camkit":
+            raise InputError("maps contain NaN")
+        maps = torch.where(has_nan[:, None, None], torch.zeros_like(maps), maps)
+    if resize is not None:
+        maps = resize_maps(maps, tuple(resize), mode="bicubic")
+    return normalize_maps(maps).numpy()
+
+
+def _box_lists(gt_boxes, batch: int) -> list[np.ndarray]:
+    if isinstance(gt_boxes, (torch.Tensor, np.ndarray)):
+        array = gt_boxes.detach().cpu().numpy() if isinstance(gt_boxes, torch.Tensor) else gt_boxes
+        if array.ndim == 2:
+            array = array[:, None]
+        gt_boxes = list(array)
+    if len(gt_boxes) != batch:
+        raise InputError(f"got {len(gt_boxes)} ground-truth box lists for {batch} maps")
+    lists = [as_box_array(b, "gt_boxes") for b in gt_boxes]
+    for i, b in enumerate(lists):
+        if b.shape[0] == 0:
+            raise InputError(f"image {i} has no ground-truth box")
+    return lists
+
+
+def _best_iou_per_row(boxes: np.ndarray, image: np.ndarray, gt: list[np.ndarray]) -> np.ndarray:
+    """``max_g IoU(boxes[r], gt[image[r]][g])`` for every row ``r``."""
+    most = max(g.shape[0] for g in gt)
+    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), most, 1))
+    for i, g in enumerate(gt):
+        padded[i, :g.shape[0]] = g
+    if boxes.shape[0] == 0:
+        return np.zeros(0)
+    best = np.zeros(boxes.shape[0])
+    for g in range(most):
+        best = np.maximum(best, _rowwise_iou(boxes, padded[image, g]))
+    return best
+
+
+def _rowwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    inter_w = np.maximum(0, np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1)
+    inter_h = np.maximum(0, np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1)
+    inter = inter_w * inter_h
+    area_a = np.maximum(0, a[:, 2] - a[:, 0] + 1) * np.maximum(0, a[:, 3] - a[:, 1] + 1)
+    area_b = np.maximum(0, b[:, 2] - b[:, 0] + 1) * np.maximum(0, b[:, 3] - b[:, 1] + 1)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+class _Counts:
+    """Shared plumbing: named integer count arrays that add up."""
+
+    _fields: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict:
+        return {name: np.array(getattr(self, name), copy=True) for name in self._fields}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self._fields:
+            current = np.asarray(getattr(self, name))
+            value = np.asarray(state[name], dtype=np.int64)
+            if value.shape != current.shape:
+                raise InputError(f"state {name!r} has shape {value.shape}, expected {current.shape}")
+            setattr(self, name, value.copy() if value.ndim else np.int64(value))
+
+    def counts(self) -> torch.Tensor:
+        """All counts as one flat int64 tensor (sum it across processes, then ``load_counts``)."""
+        return torch.from_numpy(np.concatenate(
+            [np.asarray(getattr(self, n), np.int64).ravel() for n in self._fields]))
+
+    def load_counts(self, flat) -> None:
+        flat = np.asarray(flat.cpu() if isinstance(flat, torch.Tensor) else flat, np.int64)
+        state, offset = {}, 0
+        for name in self._fields:
+            shape = np.asarray(getattr(self, name)).shape
+            size = int(np.prod(shape))
+            state[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
+        if offset != flat.size:
+            raise InputError(f"expected {offset} counts, got {flat.size}")
+        self.load_state_dict(state)
+
+    def merge(self, other):
+        """Add ``other``'s counts (same configuration) into this metric; returns ``self``."""
+        if type(other) is not type(self) or self._config() != other._config():
+            raise InputError("can only merge metrics of the same type and configuration")
+        for name in self._fields:
+            setattr(self, name, np.asarray(getattr(self, name)) + np.asarray(getattr(other, name)))
+        return self
+
+    def reset(self) -> None:
+        for name in self._fields:
+            setattr(self, name, np.zeros_like(np.asarray(getattr(self, name))))
+
+    def _config(self) -> tuple:
+        return ()
+
+
+class LocalizationAccuracy(_Counts):
+    """Top-1 Loc, Top-5 Loc and GT-known Loc at a fixed map threshold (CAM / Grad-CAM papers).
+
+    An image is localized by a box when its IoU with any ground-truth box is ``>= iou_threshold``.
+    Top-1 Loc: top-1 class correct and its box localizes.  Top-k Loc: some class among the top k
+    is correct and its box localizes.  GT-known Loc: the box from the true class's map localizes.
+    Counts: ``num_images``, ``top1_correct``, ``topk_correct``, ``gt_known_images``,
+    ``gt_known_correct``.
+    """
+
+    _fields = ("num_images", "top1_correct", "topk_correct", "gt_known_images", "gt_known_correct")
+
+    def __init__(self, iou_threshold: float = 0.5, top_k: int = 5):
+        self.iou_threshold = float(iou_threshold)
+        self.top_k = int(top_k)
+        for name in self._fields:
+            setattr(self, name, np.int64(0))
+
+    def _config(self) -> tuple:
+        return (self.iou_threshold, self.top_k)
+
+    def update(self, boxes, classes, labels, gt_boxes, gt_known_boxes=None) -> None:
+        """``boxes`` ``(B, K, 4)``: box of each explained class (``camkit.localize.boxes(e.maps)``);
+        ``classes`` ``(B, K)``: those classes, best first; ``labels`` ``(B,)``; ``gt_boxes``: one
+        ``(N_i, 4)`` per image; ``gt_known_boxes`` ``(B, 4)``: optional, box from the true class."""
+        boxes = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, np.int64)
+        classes = np.asarray(classes.cpu() if isinstance(classes, torch.Tensor) else classes)
+        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+        if boxes.ndim == 2:
+            boxes = boxes[:, None]
+        if classes.ndim == 1:
+            classes = classes[:, None]
+        batch = labels.shape[0]
+        if boxes.shape[:2] != classes.shape or boxes.shape[0] != batch or boxes.shape[2] != 4:
+            raise InputError(f"boxes {boxes.shape}, classes {classes.shape} and labels "
+                             f"{labels.shape} disagree: expected (B, K, 4), (B, K), (B,)")
+        gt = _box_lists(gt_boxes, batch)
+        k = min(self.top_k, classes.shape[1])
+        for i in range(batch):
+            hit = (iou_numpy(boxes[i, :k], gt[i]).max(axis=1) >= self.iou_threshold) \
+                & (classes[i, :k] == labels[i])
+            self.top1_correct += int(hit[0])
+            self.topk_correct += int(hit.any())
+        self.num_images += batch
+        if gt_known_boxes is not None:
+            known = as_box_array(gt_known_boxes, "gt_known_boxes")
+            if known.shape[0] != batch:
+                raise InputError(f"gt_known_boxes has {known.shape[0]} boxes for {batch} images")
+            for i in range(batch):
+                self.gt_known_correct += int(iou_numpy(known[i:i + 1], gt[i]).max()
+                                             >= self.iou_threshold)
+            self.gt_known_images += batch
+
+    def result(self) -> dict:
+        """Percentages ``top1_loc``, ``top5_loc`` (top-k), ``gt_known_loc`` (NaN without GT-known
+        updates) and the matching errors ``100 - accuracy``."""
+        if self.num_images == 0:
+            raise CamkitError("LocalizationAccuracy.result() before any update")
+        top1 = 100.0 * self.top1_correct / self.num_images
+        topk = 100.0 * self.topk_correct / self.num_images
+        known = (100.0 * self.gt_known_correct / self.gt_known_images
+                 if self.gt_known_images else float("nan"))
+        return {"top1_loc": top1, "top5_loc": topk, "gt_known_loc": known,
+                "top1_loc_error": 100.0 - top1, "top5_loc_error": 100.0 - topk,
+                "gt_known_loc_error": 100.0 - known, "num_images": int(self.num_images)}
+
+
+class BoxAccuracy(_Counts):
+    """BoxAcc(τ, δ) over a threshold grid, MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020).
+
+    BoxAcc(τ, δ) = share of images whose best box at τ has IoU ≥ δ with some GT box.
+    ``max_box_acc`` = max_τ BoxAcc(τ, 0.5) with the largest component's box;
+    ``max_box_acc_v2`` = mean over ``iou_thresholds`` of max_τ BoxAcc(τ, δ), with the best of all
+    components' boxes (``all_components=True``, the paper's V2) or the largest one's.
+
+    Counts: ``num_images`` and ``correct_largest`` / ``correct_all`` ``(len(δ), len(τ))``.
+    Every component at every τ comes from one component-tree pass per batch
+    (:func:`camkit.localize.component_tree.superlevel_components`), not one labelling per τ.
+    GT boxes must be in the coordinates of the scored maps (e.g. 224² for wsolevaluation).
+    """
+
+    _fields = ("num_images", "correct_largest", "correct_all")
+
+    def __init__(self, thresholds: Sequence[float] | np.ndarray | None = None,
+                 iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7), all_components: bool = True,
+                 protocol: str = "camkit", resize: tuple[int, int] | None = None,
+                 connectivity: int = 8, chunk_size: int = 8):
+        self.protocol = _check_protocol(protocol)
+        thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds,
+                                                                                 np.float64)
+        if thresholds.ndim != 1 or thresholds.size == 0 or np.any(np.diff(thresholds) <= 0):
+            raise InputError("thresholds must be a non-empty increasing 1-D sequence")
+        if thresholds[0] < 0 or thresholds[-1] >= 1:
+            raise InputError("thresholds must lie in [0, 1)")
+        self.thresholds = thresholds
+        self.iou_thresholds = tuple(float(d) for d in iou_thresholds)
+        if not self.iou_thresholds or not all(0 < d <= 1 for d in self.iou_thresholds):
+            raise InputError("iou_thresholds must be values in (0, 1]")
+        self._deltas = np.array(sorted(set(self.iou_thresholds) | {0.5}))
+        self.all_components = bool(all_components)
+        if connectivity not in (4, 8):
+            raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
+        if protocol == "wsolevaluation" and connectivity != 8:
+            raise InputError("the wsolevaluation protocol uses 8-connected regions")
+        self.connectivity = connectivity
+        self.resize = resize
+        self.chunk_size = max(1, int(chunk_size))
+        self.num_images = np.int64(0)
+        self.correct_largest = np.zeros((self._deltas.size, thresholds.size), np.int64)
+        self.correct_all = np.zeros((self._deltas.size, thresholds.size), np.int64)
+
+    def _config(self) -> tuple:
+        return (self.protocol, tuple(self.thresholds.tolist()), tuple(self._deltas.tolist()),
+                self.all_components, self.connectivity)
+
+    def update(self, maps, gt_boxes) -> None:
+        """Add a batch: ``maps`` ``(B, H, W)`` (raw or in [0, 1]; resized and min-max normalised
+        here), ``gt_boxes`` one ``(N_i, 4)`` box set per image."""
+        prepared = prepare_maps(maps, self.protocol, self.resize)
+        gt = _box_lists(gt_boxes, prepared.shape[0])
+        for start in range(0, prepared.shape[0], self.chunk_size):
+            stop = start + self.chunk_size
+            best_largest, best_all = self.best_ious(prepared[start:stop], gt[start:stop])
+            self.correct_largest += (best_largest[None] >= self._deltas[:, None, None]).sum(axis=1)
+            self.correct_all += (best_all[None] >= self._deltas[:, None, None]).sum(axis=1)
+        self.num_images += prepared.shape[0]
+
+    def best_ious(self, prepared: np.ndarray, gt: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per image and τ: IoU of the largest component's box, and the best IoU over all boxes
+        (``(B, len(τ))`` each), for maps already prepared by :func:`prepare_maps`."""
+        batch, height, width = prepared.shape
+        wsol = self.protocol == "wsolevaluation"
+        if wsol:
+            levels = (prepared * 255).astype(np.uint8)
+            top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
+            columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
+            num_thresholds = 256
+        else:
+            levels = np.searchsorted(self.thresholds, prepared, side="left").astype(np.int32)
+            columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
+            num_thresholds = self.thresholds.size
+        table = superlevel_components(levels, num_thresholds, self.connectivity, fine=prepared)
+        boxes = table.boxes
+        if wsol:
+            boxes = _reference_far_corner(boxes, height, width)
+        row_iou = _best_iou_per_row(boxes, table.image, gt)
+
+        empty_box = np.array(_REFERENCE_EMPTY_BOX if wsol else EMPTY_BOX, np.int64)
+        empty_iou = _best_iou_per_row(np.tile(empty_box, (batch, 1)), np.arange(batch), gt)
+        cells = table.image * num_thresholds + table.threshold
+        best = np.full(batch * num_thresholds, -1.0)
+        np.maximum.at(best, cells, row_iou)
+        if wsol and self.all_components:
+            best = np.maximum(best, self._hole_ious(levels, prepared, gt, num_thresholds))
+        best = best.reshape(batch, num_thresholds)
+        best = np.where(best < 0, empty_iou[:, None], best)  # no component: the empty box
+
+        largest = table.largest
+        largest_iou = np.where(largest >= 0, row_iou[np.maximum(largest, 0)] if row_iou.size
+                               else 0.0, empty_iou[:, None])
+        rows = np.arange(batch)[:, None]
+        return largest_iou[rows, columns], best[rows, columns]
+
+    def _hole_ious(self, levels, prepared, gt, num_thresholds) -> np.ndarray:
+        """Best IoU per (image, k) over the boxes of hole borders, -1 where there is no hole.
+
+        A hole of ``{q > k}`` is a 4-connected component of ``{q <= k} = {255 - q > 254 - k}``
+        that does not touch the image border; OpenCV traces its border on the surrounding
+        foreground pixels, one pixel outside the hole on every side."""
+        batch, height, width = levels.shape
+        inverted = 255 - levels.astype(np.int32)
+        table = superlevel_components(inverted, 255, connectivity=4, fine=1.0 - prepared)
+        b = table.boxes
+        inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < width - 1) & (b[:, 3] < height - 1)
+        border = b[inside] + np.array([-1, -1, 1, 1])
+        border = _reference_far_corner(border, height, width)
+        row_iou = _best_iou_per_row(border, table.image[inside], gt)
+        k = 254 - table.threshold[inside]
+        best = np.full(batch * num_thresholds, -1.0)
+        np.maximum.at(best, table.image[inside] * num_thresholds + k, row_iou)
+        return best
+
+    def result(self) -> dict:
+        """Percentages: ``max_box_acc``, ``max_box_acc_v2``, ``box_acc`` (dict δ → curve over τ
+        used by V2), ``box_acc_largest`` / ``box_acc_all`` ``(len(δ), len(τ))`` arrays,
+        ``best_threshold`` (τ of MaxBoxAcc), ``best_thresholds_v2`` (dict δ → τ)."""
+        if self.num_images == 0:
+            raise CamkitError("BoxAccuracy.result() before any update")
+        largest = 100.0 * self.correct_largest / self.num_images
+        every = 100.0 * self.correct_all / self.num_images
+        curves = every if self.all_components else largest
+        half = int(np.flatnonzero(self._deltas == 0.5)[0])
+        rows = [int(np.flatnonzero(self._deltas == d)[0]) for d in self.iou_thresholds]
+        return {
+            "max_box_acc": float(largest[half].max()),
+            "max_box_acc_v2": float(np.mean([curves[r].max() for r in rows])),
+            "max_box_acc_per_iou": {d: float(curves[r].max()) for d, r in zip(self.iou_thresholds, rows)},
+            "box_acc": {d: curves[r].copy() for d, r in zip(self.iou_thresholds, rows)},
+            "box_acc_largest": largest[rows], "box_acc_all": every[rows],
+            "best_threshold": float(self.thresholds[int(np.argmax(largest[half]))]),
+            "best_thresholds_v2": {d: float(self.thresholds[int(np.argmax(curves[r]))])
+                                   for d, r in zip(self.iou_thresholds, rows)},
+            "thresholds": self.thresholds.copy(), "iou_thresholds": self.iou_thresholds,
+            "num_images": int(self.num_images),
+        }
+
+
+def _reference_far_corner(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """wsolevaluation's box: ``x1 = x + w`` (one past the region) clipped to ``W - 1``; same for y."""
+    out = boxes.copy()
+    out[:, 2] = np.minimum(out[:, 2] + 1, width - 1)
+    out[:, 3] = np.minimum(out[:, 3] + 1, height - 1)
+    return out
+
+
+class PxAP(_Counts):
+    """Pixel average precision of maps against GT masks (Choe et al., CVPR 2020).
+
+    Scores of GT-foreground and GT-background pixels (ignored pixels left out) are counted in
+    histograms with bin edges ``τ_0 … τ_{n-1}, 1, 2, 3``; with ``tp(τ_i)``/``fp(τ_i)`` the pixels
+    scoring ``>= τ_i``, ``PxAP = Σ_i precision_i (recall_i - recall_{i-1})`` over the thresholds
+    from high to low (wsolevaluation's ``MaskEvaluator``).  Counts: ``num_images``,
+    ``positive_hist`` and ``negative_hist``.
+    """
+
+    _fields = ("num_images", "positive_hist", "negative_hist")
+
+    def __init__(self, thresholds: Sequence[float] | np.ndarray | None = None,
+                 protocol: str = "camkit", resize: tuple[int, int] | None = None):
+        self.protocol = _check_protocol(protocol)
+        thresholds = default_thresholds() if thresholds is None else np.asarray(thresholds,
+                                                                                 np.float64)
+        if thresholds.ndim != 1 or thresholds.size == 0 or np.any(np.diff(thresholds) <= 0):
+            raise InputError("thresholds must be a non-empty increasing 1-D sequence")
+        self.thresholds = thresholds
+        self.edges = np.append(thresholds, [1.0, 2.0, 3.0])
+        self.resize = resize
+        self.num_images = np.int64(0)
+        self.positive_hist = np.zeros(self.edges.size - 1, np.int64)
+        self.negative_hist = np.zeros(self.edges.size - 1, np.int64)
+
+    def _config(self) -> tuple:
+        return (self.protocol, tuple(self.thresholds.tolist()))
+
+    def update(self, maps, gt_masks, ignore_masks=None) -> None:
+        """``maps`` ``(B, H, W)``; ``gt_masks`` ``(B, H', W')`` (foreground where > 0.5);
+        ``ignore_masks`` same shape or None (ignored where > 0.5 and not foreground).  Masks are
+        resized to the scored map size with nearest neighbour."""
+        prepared = prepare_maps(maps, self.protocol, self.resize)
+        size = prepared.shape[-2:]
+        positive = self._mask(gt_masks, prepared.shape[0], size, "gt_masks")
+        ignore = (self._mask(ignore_masks, prepared.shape[0], size, "ignore_masks") & ~positive
+                  if ignore_masks is not None else np.zeros_like(positive))
+        negative = ~positive & ~ignore
+        self.positive_hist += self._histogram(prepared[positive])
+        self.negative_hist += self._histogram(prepared[negative])
+        self.num_images += prepared.shape[0]
+
+    def _histogram(self, scores: np.ndarray) -> np.ndarray:
+        return np.histogram(scores, bins=self.edges)[0].astype(np.int64)
+
+    @staticmethod
+    def _mask(masks, batch, size, name) -> np.ndarray:
+        if isinstance(masks, np.ndarray):
+            masks = torch.from_numpy(masks)
+        masks = _as_map_batch(torch.as_tensor(masks).to(torch.float64))
+        if masks.shape[0] != batch:
+            raise InputError(f"{name} has {masks.shape[0]} masks for {batch} maps")
+        if tuple(masks.shape[-2:]) != tuple(size):
+            masks = torch.nn.functional.interpolate(masks[:, None], size=tuple(size),
+                                                    mode="nearest")[:, 0]
+        return (masks > 0.5).numpy()
+
+    def result(self) -> dict:
+        """``pxap`` in percent (NaN when no GT-foreground pixel was seen), ``precision`` and
+        ``recall`` curves (thresholds from high to low), ``num_images``."""
+        if self.num_images == 0:
+            raise CamkitError("PxAP.result() before any update")
+        tp = np.cumsum(self.positive_hist[::-1])
+        fp = np.cumsum(self.negative_hist[::-1])
+        positives = self.positive_hist.sum()
+        if positives == 0:
+            return {"pxap": float("nan"), "precision": np.full(tp.size, np.nan),
+                    "recall": np.full(tp.size, np.nan), "num_images": int(self.num_images)}
+        predicted = tp + fp
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = tp / positives
+        pxap = float(100.0 * (precision[1:] * np.diff(recall))[predicted[1:] > 0].sum())
+        return {"pxap": pxap, "precision": precision, "recall": recall,
+                "num_images": int(self.num_images)}
