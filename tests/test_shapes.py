@@ -6,7 +6,7 @@ from scipy import ndimage
 
 import camkit
 from camkit.data import Shapes
-from camkit.data.shapes import COLOURS, SHAPES, render
+from camkit.data.shapes import COLOURS, SHAPES, TEXTURES, render, texture_pattern
 from camkit.errors import InputError
 
 
@@ -33,7 +33,7 @@ def test_splits_and_seeds_draw_different_images():
 
 def test_items_have_documented_types_and_ranges():
     data = Shapes("train", size=40, length=24)
-    assert len(data.classes) == len(SHAPES) * len(COLOURS) >= 8
+    assert len(data.classes) == len(TEXTURES) * len(COLOURS) >= 8
     item = data[3]
     assert item["image"].shape == (3, 40, 40) and item["image"].dtype == torch.float32
     assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
@@ -45,24 +45,44 @@ def test_items_have_documented_types_and_ranges():
         data[24]
 
 
-@pytest.mark.parametrize("label", range(len(SHAPES) * len(COLOURS)))
+@pytest.mark.parametrize("label", range(len(TEXTURES) * len(COLOURS)))
 def test_mask_is_exactly_the_painted_object_and_box_its_bounds(label):
     size = 56
-    for draw_seed in range(4):
+    shapes_seen = set()
+    for draw_seed in range(6):
         rng = np.random.default_rng([draw_seed, label])
         image, mask, box = render(rng, size, label, noise=(0.0, 0.0))
-        colours = image.reshape(3, -1).T
-        object_colour = colours[mask.ravel()][0]
-        same_colour = np.all(image == object_colour[:, None, None], axis=0)
-        # Fragments have random colours, so the pixels of the object's exact colour are the mask.
-        np.testing.assert_array_equal(same_colour, mask)
+        pixels = image.reshape(3, -1).T
+        object_colours = np.unique(pixels[mask.ravel()], axis=0)
+        textured = TEXTURES[label % len(TEXTURES)] != "solid"
+        assert len(object_colours) == 1 + textured, "a colour, plus its dark shade when textured"
+        if textured:
+            np.testing.assert_allclose(object_colours.min(0), 0.4 * object_colours.max(0), rtol=1e-5)
+        # Fragments have random colours, so the pixels of the object's exact colours are the mask.
+        painted = (pixels[:, None, :] == object_colours[None]).all(-1).any(-1).reshape(size, size)
+        np.testing.assert_array_equal(painted, mask)
         _, components = ndimage.label(mask)
         assert components == 1
         ys, xs = np.nonzero(mask)
         np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max(), ys.max()])
         assert 0 <= box[0] <= box[2] < size and 0 <= box[1] <= box[3] < size
         side = max(box[2] - box[0], box[3] - box[1]) + 1
-        assert 0.2 * size <= side <= 0.95 * size, "objects are large relative to the image"
+        assert 0.25 * size <= side <= 0.95 * size, "objects are large relative to the image"
+        shapes_seen.add(round(mask.sum() / ((box[2] - box[0] + 1) * (box[3] - box[1] + 1)), 1))
+    assert len(shapes_seen) > 1, "shapes vary within a class"
+
+
+def test_texture_patterns_golden_values():
+    x = np.arange(8.0)
+    np.testing.assert_array_equal(texture_pattern("striped", x, 0 * x, 4.0), [0, 0, 1, 1, 0, 0, 1, 1])
+    np.testing.assert_array_equal(texture_pattern("checked", x[:4], np.array([0.0, 0, 2, 2]), 2.0),
+                                  [0, 0, 0, 0])
+    np.testing.assert_array_equal(texture_pattern("checked", x[:4], np.zeros(4), 2.0), [0, 0, 1, 1])
+    np.testing.assert_array_equal(texture_pattern("dotted", np.array([2.0, 0.0]), np.array([2.0, 0.0]), 4.0),
+                                  [1, 0])
+    assert not texture_pattern("solid", x, x, 3.0).any()
+    with pytest.raises(InputError, match="texture"):
+        texture_pattern("plaid", x, x, 3.0)
 
 
 def test_dataset_boxes_are_mask_bounds():
@@ -94,6 +114,8 @@ def test_bad_arguments_raise_clear_errors():
         Shapes("train", size=8)
     with pytest.raises(InputError, match="unknown"):
         Shapes("train", shapes=("hexagon",))
+    with pytest.raises(InputError, match="unknown"):
+        Shapes("train", textures=("plaid",))
 
 
 def test_package_exposes_shapes_and_lazily_the_wsol_reader():

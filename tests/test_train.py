@@ -18,7 +18,7 @@ def tiny_model(pool="avg"):
 
 
 def tiny_shapes(split, length):
-    return stack(Shapes(split, size=24, length=length, shapes=("disk", "cross"), colours=("red", "blue")))
+    return stack(Shapes(split, size=24, length=length, colours=("red", "blue"), textures=("solid", "striped")))
 
 
 @pytest.fixture(autouse=True, scope="module")
