@@ -146,15 +146,16 @@ class _Counts:
             [np.asarray(getattr(self, n), np.int64).ravel() for n in self._fields]))
 
     def load_counts(self, flat) -> None:
-        flat = np.asarray(flat.cpu() if isinstance(flat, torch.Tensor) else flat, np.int64)
+        flat = np.asarray(flat.cpu() if isinstance(flat, torch.Tensor) else flat, np.int64).ravel()
+        shapes = [np.asarray(getattr(self, name)).shape for name in self._fields]
+        expected = sum(int(np.prod(shape)) for shape in shapes)
+        if flat.size != expected:
+            raise InputError(f"expected {expected} counts, got {flat.size}")
         state, offset = {}, 0
-        for name in self._fields:
-            shape = np.asarray(getattr(self, name)).shape
+        for name, shape in zip(self._fields, shapes):
             size = int(np.prod(shape))
             state[name] = flat[offset:offset + size].reshape(shape)
             offset += size
-        if offset != flat.size:
-            raise InputError(f"expected {offset} counts, got {flat.size}")
         self.load_state_dict(state)
 
     def merge(self, other):
