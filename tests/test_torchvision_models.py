@@ -13,7 +13,8 @@ ARCHITECTURES = [
     ("resnet50", {}, 64, "layer4", "fc"),
     ("googlenet", {"aux_logits": True, "init_weights": True}, 64, "inception5b", "fc"),
     ("densenet121", {}, 64, "features", "classifier"),
-    ("mobilenet_v3_small", {}, 64, "features", None),
+    ("mobilenet_v2", {}, 64, "features", "classifier.1"),
+    ("mobilenet_v3_small", {}, 64, "features", None),  # its head is an MLP after pooling: no CAM
     ("efficientnet_b0", {}, 64, "features", "classifier.1"),
     ("inception_v3", {"aux_logits": True, "init_weights": True}, 107, "Mixed_7c", "fc"),
     ("vgg16", {}, 64, "features", None),
