@@ -846,11 +846,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     try:
         results = _run_from_args(args)
-    except (InputError, FileNotFoundError) as error:
+    except BenchError as error:
+        if rank == 0:
+            print(f"camkit bench: error: {error}", file=sys.stderr)
+        return 1
+    except (CamkitError, FileNotFoundError) as error:  # the command line or its inputs
         if rank == 0:
             print(f"camkit bench: error: {error}", file=sys.stderr)
         return 2
-    except (BenchError, CamkitError, RuntimeError) as error:
+    except RuntimeError as error:  # e.g. a distributed timeout, CUDA out of memory
         if rank == 0:
             print(f"camkit bench: error: {error}", file=sys.stderr)
         return 1

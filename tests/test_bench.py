@@ -1,0 +1,209 @@
+"""camkit bench: results equal an independent camkit.localize computation, determinism, resume,
+unreadable images, command-line errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import camkit
+from camkit import bench
+from camkit.data import Shapes
+
+
+class ColourNet(nn.Module):
+    """A fixed-weight CAM net for Shapes: colour-opponent channels → class maps → GAP.
+
+    Class ``c`` (colour ``c // 4``, texture ``c % 4``) reads its colour's channel, weighted
+    ``1 + 0.01 · texture`` so the order of classes is deterministic.  It localizes coloured
+    pixels (objects and same-coloured fragments): metrics land strictly between 0 and 100.
+    """
+
+    def __init__(self):
+        super().__init__()
+        opponent = torch.full((3, 3), -0.5) + 1.5 * torch.eye(3)   # R - (G+B)/2, ...
+        self.colour = nn.Conv2d(3, 3, 1)
+        self.pool = nn.AvgPool2d(4)
+        self.classes = nn.Conv2d(3, 12, 1)
+        with torch.no_grad():
+            self.colour.weight.copy_(opponent[:, :, None, None])
+            self.colour.bias.fill_(-0.1)
+            weight = torch.zeros(12, 3)
+            for c in range(12):
+                weight[c, c // 4] = 1 + 0.01 * (c % 4)
+            self.classes.weight.copy_(weight[:, :, None, None])
+            self.classes.bias.zero_()
+
+    def forward(self, x):
+        maps = self.classes(self.pool(torch.relu(self.colour(x))))
+        return maps.mean(dim=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return Shapes("val", size=64, length=12)
+
+
+def _without_run(results):
+    return {k: v for k, v in results.items() if k != "run"}
+
+
+def _independent(model, dataset, methods, batch_size, threshold=0.2):
+    """Metrics recomputed batch by batch with camkit.explain and camkit.localize."""
+    out = {}
+    for method in methods:
+        loc = camkit.localize.LocalizationAccuracy()
+        box = camkit.localize.BoxAccuracy()
+        pxap = camkit.localize.PxAP()
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            images = torch.stack([i["image"] for i in items])
+            labels = torch.tensor([i["label"] for i in items])
+            gt = [i["boxes"] for i in items]
+            top = camkit.explain(model, images, method=method, top_k=5)
+            known = camkit.explain(model, images, method=method, targets=labels).maps[:, 0]
+            loc.update(top.boxes(threshold), top.classes, labels, gt,
+                       camkit.localize.boxes(known, threshold))
+            box.update(known, gt)
+            pxap.update(known, torch.stack([i["mask"] for i in items]))
+        out[method] = {**loc.result(), **box.result(), "pxap": pxap.result()["pxap"]}
+    return out
+
+
+def test_results_equal_an_independent_localize_computation(shapes, tmp_path):
+    model = ColourNet().eval()
+    results = bench.run(model, shapes, methods=("cam", "gradcam"), out_dir=tmp_path / "a",
+                        batch_size=4, chunk_size=4, examples=3, progress=False)
+    expected = _independent(model, shapes, ("cam", "gradcam"), batch_size=4)
+    written = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert _without_run(written) == json.loads(json.dumps(_without_run(results)))
+    for method in ("cam", "gradcam"):
+        for key in ("top1_loc", "top5_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
+            assert written[method][key] == pytest.approx(expected[method][key], abs=1e-9), (method, key)
+    # numbers that could have come out otherwise: neither all-wrong nor all-right
+    assert 0 < written["cam"]["top1_loc"] < written["cam"]["top5_loc"] <= 100
+    assert 0 < written["gradcam"]["pxap"] < 100
+    assert written["totals"] == {"images": 12, "evaluated": 12, "errors": 0}
+    assert written["cam"]["counts"]["images"] == 12 and written["errors"] == []
+    # classes of the first method per image, from the model itself
+    with torch.no_grad():
+        logits = model(torch.stack([shapes[i]["image"] for i in range(12)]))
+    records = [json.loads(line) for line in (tmp_path / "a" / "records.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(12))
+    assert [r["classes"] for r in records] == logits.topk(5, dim=1).indices.tolist()
+    top1 = (logits.argmax(1) == torch.tensor([shapes[i]["label"] for i in range(12)])).float().mean()
+    assert written["classification"]["top1_acc"] == pytest.approx(100 * top1.item())
+    for name in ("results.md", "box_acc.png", "examples.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    assert "| cam |" in (tmp_path / "a" / "results.md").read_text()
+
+    # same seed, fresh folder, other batching of chunks: the same numbers
+    again = bench.run(model, shapes, methods=("cam", "gradcam"), out_dir=tmp_path / "b",
+                      batch_size=4, chunk_size=8, examples=0, progress=False)
+    assert {m: {k: v for k, v in again[m].items()} for m in ("cam", "gradcam")} == \
+        {m: results[m] for m in ("cam", "gradcam")}
+
+
+class Interruptible(torch.utils.data.Dataset):
+    """Shapes that records which indices were read and can be told to stop (Ctrl-C) at one."""
+
+    fingerprint = "interruptible-shapes-12"
+
+    def __init__(self, base, stop_at=None):
+        self.base, self.stop_at, self.read = base, stop_at, []
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        if index == self.stop_at:
+            raise KeyboardInterrupt
+        self.read.append(index)
+        return self.base[index]
+
+
+def test_an_interrupted_run_resumes_without_recomputing_finished_chunks(shapes, tmp_path):
+    model = ColourNet().eval()
+    options = dict(methods=("gradcam",), batch_size=2, chunk_size=4, examples=0, progress=False)
+    reference = bench.run(model, Interruptible(shapes), out_dir=tmp_path / "full", **options)
+
+    first = Interruptible(shapes, stop_at=6)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(model, first, out_dir=tmp_path / "resumed", **options)
+    state = sorted(p.name for p in (tmp_path / "resumed" / "state").iterdir())
+    assert state == ["chunk-000000.json"]          # chunk 1 (images 4-7) was cut short
+    assert not (tmp_path / "resumed" / "results.json").exists()
+
+    second = Interruptible(shapes)
+    resumed = bench.run(model, second, out_dir=tmp_path / "resumed", **options)
+    assert sorted(second.read) == list(range(4, 12))
+    assert resumed["run"]["chunks_resumed_rank0"] == 1
+    assert _without_run(resumed) == _without_run(reference)
+
+    # --no-resume recomputes everything
+    third = Interruptible(shapes)
+    bench.run(model, third, out_dir=tmp_path / "resumed", resume=False, **options)
+    assert sorted(third.read) == list(range(12))
+
+
+class Flaky(torch.utils.data.Dataset):
+    fingerprint = "flaky"
+
+    def __init__(self, base, bad):
+        self.base, self.bad = base, bad
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        if index == self.bad:
+            raise OSError(f"cannot read image {index}")
+        return self.base[index]
+
+
+def test_an_unreadable_item_is_counted_not_fatal_also_in_workers(shapes, tmp_path):
+    model = ColourNet().eval()
+    results = bench.run(model, Flaky(shapes, bad=5), methods=("cam",), out_dir=tmp_path,
+                        batch_size=4, workers=2, examples=0, progress=False)
+    assert results["totals"] == {"images": 12, "evaluated": 11, "errors": 1}
+    assert results["errors"] == [{"index": 5, "error": "OSError: cannot read image 5"}]
+    kept = torch.utils.data.Subset(shapes, [i for i in range(12) if i != 5])
+    # the 11 readable images, in the same batches as the run (the bad one leaves a batch of 3)
+    loc = camkit.localize.LocalizationAccuracy()
+    for indices in ([0, 1, 2, 3], [4, 6, 7], [8, 9, 10, 11]):
+        items = [shapes[i] for i in indices]
+        e = camkit.explain(model, torch.stack([i["image"] for i in items]), method="cam", top_k=5)
+        loc.update(e.boxes(0.2), e.classes, torch.tensor([i["label"] for i in items]),
+                   [i["boxes"] for i in items])
+    assert results["cam"]["top5_loc"] == pytest.approx(loc.result()["top5_loc"])
+    assert len(kept) == results["cam"]["counts"]["images"]
+
+
+def test_cli_on_wsol_folder_with_a_corrupt_png(tmp_path, capsys):
+    from camkit.data.wsol import export_wsol
+
+    meta = export_wsol(Shapes("val", size=64, length=6), tmp_path / "wsol", "val")
+    (tmp_path / "wsol" / "images" / "val" / "000002.png").write_bytes(b"not a png")
+    model_file = tmp_path / "nin.pt"
+    torch.manual_seed(0)
+    camkit.models.save(camkit.models.NiN(12), model_file)
+    out = tmp_path / "out"
+    code = bench.main(["--model", str(model_file), "--data", str(meta), "--size", "64",
+                       "--methods", "gradcam", "--out", str(out), "--batch-size", "3",
+                       "--examples", "2", "--quiet", "--protocol", "wsolevaluation"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["totals"] == {"images": 6, "evaluated": 5, "errors": 1}
+    assert results["errors"][0]["index"] == 2 and "000002.png" in results["errors"][0]["error"]
+    assert results["config"]["protocol"] == "wsolevaluation"
+    assert "| gradcam |" in capsys.readouterr().out
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    assert bench.main(["--model", "nin", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert bench.main(["--model", "nin", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("camkit bench: error:") for line in err)
+    assert "missing" in err[0] and "nope" in err[1]
