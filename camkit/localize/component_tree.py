@@ -61,13 +61,20 @@ class ComponentTable:
 
 
 def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
-                          connectivity: int = 8, fine: np.ndarray | None = None) -> ComponentTable:
+                          connectivity: int = 8, fine: np.ndarray | None = None,
+                          interior_only: bool = False,
+                          order_key: np.ndarray | None = None) -> ComponentTable:
     """Components of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1`` (default: up to the
     largest level), for a batch of non-negative integer ``levels`` ``(B, H, W)``.
 
     ``connectivity``: 8 (diagonal neighbours connect, the default) or 4.  ``fine``: optional
     ``(B, H, W)`` values in [0, 1] that order pixels inside a level (e.g. the float map the levels
     were cut from); it only makes ascent regions larger and fewer, never changes the result.
+    ``interior_only``: keep only components that do not touch the image border (e.g. the holes
+    of the complement), skipping the others' rows; ``area`` and ``largest`` are then not filled.
+    ``order_key``: instead of ``fine``, int64 ``(B, H, W)`` keys below 2^40 in absolute value that
+    never order two pixels against their levels (``levels[p] < levels[q]`` implies
+    ``key[p] < key[q]``), e.g. ``floor(x * 2^21)`` for ``levels = floor(x)``.
     """
     levels = np.asarray(levels)
     if levels.ndim != 3:
@@ -76,20 +83,21 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
         raise InputError(f"levels must be integers, got {levels.dtype}")
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
+    if levels.size and not np.issubdtype(levels.dtype, np.unsignedinteger) and levels.min() < 0:
+        raise InputError("levels must be non-negative")
     levels = levels.astype(np.int32, copy=False)
     batch, height, width = levels.shape
-    if levels.size and levels.min() < 0:
-        raise InputError("levels must be non-negative")
     top = int(levels.max()) if levels.size else 0
     if num_thresholds is None:
         num_thresholds = top
     table_width = max(top, num_thresholds) + 1
 
-    region, n_regions, peak, hills = _ascent_regions(levels, connectivity, fine)
+    region, n_regions, peak, hills = _ascent_regions(levels, connectivity, fine, order_key)
     region_image = np.repeat(np.arange(batch), np.bincount(peak // (height * width),
                                                            minlength=batch))
     region_top = levels.ravel()[peak]
-    x0, y0, x1, y1, area = _region_tables(levels, region, n_regions, hills, table_width)
+    x0, y0, x1, y1, area = _region_tables(levels, region, n_regions, hills, table_width,
+                                           need_area=not interior_only)
     a, b, passes = _passes(levels, region, n_regions, region_image, hills, connectivity)
 
     # The merge tree only depends on a maximum spanning tree of the region graph (pass levels as
@@ -126,12 +134,7 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     has_parent = parent >= 0
     death = np.zeros_like(birth)
     death[has_parent] = birth[parent[has_parent]]
-    lifetimes = np.maximum(birth - death, 0)
-    first_row = np.cumsum(lifetimes) - lifetimes
-    n_rows = int(lifetimes.sum())
-
-    # Row (node, k) gathers the parts above k of the regions below the node: walk each region
-    # up its chain of ancestors and scatter its table values into the rows of each one.
+    # Pairs (region, ancestor node): the region's part above k belongs to the ancestor alive at k.
     pair_region, pair_node = [], []
     region_ids, node = np.arange(n_regions), np.arange(n_regions)
     while node.size:
@@ -141,6 +144,20 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
         region_ids, node = region_ids[node >= 0], node[node >= 0]
     pair_region = np.concatenate(pair_region)
     pair_node = np.concatenate(pair_node)
+    if interior_only:
+        # A node touches the border at k when one of its regions has a border pixel above k.
+        border = _border_pixels(batch, height, width)
+        region_border_top = np.zeros(n_regions, np.int64)
+        np.maximum.at(region_border_top, region.ravel()[border], levels.ravel()[border])
+        node_border_top = np.zeros(birth.size, np.int64)
+        np.maximum.at(node_border_top, pair_node, region_border_top[pair_region])
+        death = np.maximum(death, node_border_top)
+    lifetimes = np.maximum(birth - death, 0)
+    first_row = np.cumsum(lifetimes) - lifetimes
+    n_rows = int(lifetimes.sum())
+
+    # Row (node, k) gathers the parts above k of the regions below the node: scatter each
+    # region's table values into the rows of each of its ancestors.
     span = lifetimes[pair_node]
     region_rep = np.repeat(pair_region, span)
     node_rep = np.repeat(pair_node, span)
@@ -149,21 +166,25 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     row_rep = first_row[node_rep] + step
 
     columns = []
-    table_cell = region_rep * x0.shape[1] + k_rep
+    table_cell = k_rep * n_regions + region_rep  # tables are (level, region)
     for ufunc, table, empty in ((np.minimum, x0, max(height, width)), (np.minimum, y0, max(height, width)),
                                 (np.maximum, x1, -1), (np.maximum, y1, -1)):
         column = np.full(n_rows, empty, np.int64)
         ufunc.at(column, row_rep, table.ravel()[table_cell])
         columns.append(column)
     boxes = np.stack(columns, axis=1)
-    areas = np.bincount(row_rep, weights=area.ravel()[table_cell], minlength=n_rows).astype(np.int64)
     nodes = np.repeat(np.arange(birth.size), lifetimes)
     thresholds = death[nodes] + np.arange(n_rows) - np.repeat(first_row, lifetimes)
     node_image = np.empty(birth.size, np.int64)
     node_image[pair_node] = region_image[pair_region]
     images = node_image[nodes]
-
-    largest = _largest(images, thresholds, boxes, areas, batch, num_thresholds, height, width)
+    if interior_only:
+        areas = np.zeros(n_rows, np.int64)
+        largest = np.full((batch, num_thresholds), -1, np.int64)
+    else:
+        areas = np.bincount(row_rep, weights=area.ravel()[table_cell],
+                            minlength=n_rows).astype(np.int64)
+        largest = _largest(images, thresholds, boxes, areas, batch, num_thresholds, height, width)
     return ComponentTable(image=images, threshold=thresholds, boxes=boxes, area=areas,
                           largest=largest, shape=(batch, height, width))
 
@@ -176,7 +197,21 @@ class _Hills:
     top: np.ndarray  # level of the hill's peak
 
 
-def _ascent_regions(levels, connectivity, fine):
+def _positions(n: int) -> np.ndarray:
+    """``arange(n)`` as int64, cached (it is needed for every batch of the same shape)."""
+    cached = _POSITIONS.get(n)
+    if cached is None:
+        if len(_POSITIONS) > 8:
+            _POSITIONS.clear()
+        cached = _POSITIONS[n] = np.arange(n, dtype=np.int64)
+        cached.setflags(write=False)
+    return cached
+
+
+_POSITIONS: dict[int, np.ndarray] = {}
+
+
+def _ascent_regions(levels, connectivity, fine, order_key=None):
     """Region id per pixel, number of regions, flat index of each region's peak, and the row
     "hills" the regions are made of (flat start index, region of each hill).
 
@@ -189,16 +224,21 @@ def _ascent_regions(levels, connectivity, fine):
     n_pixels = levels.size
     index_bits = max(int(n_pixels - 1).bit_length(), 1)
     top_bits = max(int(levels.max()).bit_length(), 1) if n_pixels else 1
-    if top_bits + _FINE_BITS + index_bits > 62:
+    key_bits = 41 if order_key is not None else top_bits + _FINE_BITS
+    if key_bits + index_bits > 62:
         raise InputError("too many levels or pixels in one batch: split the batch")
     # A strict total order consistent with the levels: (level, fine value, position).
-    key = levels.astype(np.int64)
-    key <<= _FINE_BITS
-    if fine is not None:
+    if order_key is not None:
+        key = np.left_shift(order_key, index_bits, dtype=np.int64)
+    elif fine is not None:
+        # levels * 2^F + fine * (2^F - 1), exact in float64 for levels < 2^31
         scaled = np.multiply(fine, (1 << _FINE_BITS) - 1, dtype=np.float64)
-        key += scaled.astype(np.int64)
-    key <<= index_bits
-    key |= np.arange(n_pixels, dtype=np.int64).reshape(levels.shape)
+        scaled += levels * float(1 << _FINE_BITS)
+        key = scaled.astype(np.int64)
+        key <<= index_bits
+    else:
+        key = levels.astype(np.int64) << (_FINE_BITS + index_bits)
+    key |= _positions(n_pixels).reshape(levels.shape)
     rows = key.reshape(-1, width)
 
     # A hill starts at each row start and at each pixel lower than both row neighbours.
@@ -208,8 +248,6 @@ def _ascent_regions(levels, connectivity, fine):
     start[:, 1:-1] &= rows[:, 2:] > rows[:, 1:-1]
     start[:, -1] = False if width > 1 else True
     start_index = np.flatnonzero(start)
-    hill = np.cumsum(start.ravel(), dtype=np.intp)
-    hill -= 1
     peak = np.maximum.reduceat(key.ravel(), start_index) & ((1 << index_bits) - 1)
 
     # Each hill points to the hill of its peak's highest neighbour when that one is higher.
@@ -223,23 +261,24 @@ def _ascent_regions(levels, connectivity, fine):
         neighbour_key = key.ravel()[neighbour]
         higher = valid & (neighbour_key > best_key)
         best_key = np.where(higher, neighbour_key, best_key)
-        pointer = np.where(higher, hill[neighbour], pointer)
+        hill_of_neighbour = np.searchsorted(start_index, neighbour, side="right") - 1
+        pointer = np.where(higher, hill_of_neighbour, pointer)
     while True:
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):
             break
         pointer = jumped
     is_root = pointer == np.arange(peak.size)
-    region_of_hill = (np.cumsum(is_root) - 1)[pointer]
-    region = region_of_hill[hill]
+    region_of_hill = (np.cumsum(is_root, dtype=np.int32) - 1)[pointer]
+    region = np.repeat(region_of_hill, np.diff(start_index, append=n_pixels))
     hills = _Hills(start=start_index, region=region_of_hill, row=start_index // width,
                    top=levels.ravel()[peak])
     return region.reshape(levels.shape), int(is_root.sum()), peak[is_root], hills
 
 
-def _region_tables(levels, region, n_regions, hills, table_width):
-    """Per region ``i`` and threshold ``k``: box and pixel count of ``region_i ∩ {levels > k}``
-    (empty: x0 = y0 = large, x1 = y1 = -1, area 0)."""
+def _region_tables(levels, region, n_regions, hills, table_width, need_area=True):
+    """Per threshold ``k`` and region ``i`` (tables are ``(k, i)``): box and pixel count of
+    ``region_i ∩ {levels > k}`` (empty: x0 = y0 = large, x1 = y1 = -1, area 0)."""
     batch, height, width = levels.shape
     lv = levels.ravel()
     rg = region.ravel().astype(np.intp, copy=False)
@@ -248,15 +287,15 @@ def _region_tables(levels, region, n_regions, hills, table_width):
         # line_top[i, c]: highest level of region i on line c; the region's part above k spans
         # the lines whose top exceeds k.
         r, c = np.nonzero(line_top)
-        cell = r * (table_width + 1) + line_top[r, c]
-        low = np.full(n_regions * (table_width + 1), max(height, width), np.int64)
-        high = np.full(n_regions * (table_width + 1), -1, np.int64)
+        cell = line_top[r, c].astype(np.intp) * n_regions + r
+        low = np.full((table_width + 1) * n_regions, max(height, width), np.int64)
+        high = np.full((table_width + 1) * n_regions, -1, np.int64)
         np.minimum.at(low, cell, c.astype(np.int64))
         np.maximum.at(high, cell, c.astype(np.int64))
-        low, high = low.reshape(n_regions, -1), high.reshape(n_regions, -1)
+        low, high = low.reshape(-1, n_regions), high.reshape(-1, n_regions)
         # Part above threshold k = pixels at levels k+1 and up: reverse cumulative extremes, shifted.
-        low = np.minimum.accumulate(low[:, ::-1], axis=1)[:, ::-1][:, 1:]
-        high = np.maximum.accumulate(high[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        low = np.minimum.accumulate(low[::-1], axis=0)[::-1][1:]
+        high = np.maximum.accumulate(high[::-1], axis=0)[::-1][1:]
         return low, high
 
     column_top = np.zeros(n_regions * width, levels.dtype)
@@ -267,10 +306,22 @@ def _region_tables(levels, region, n_regions, hills, table_width):
     row_top = np.zeros(n_regions * height, levels.dtype)
     np.maximum.at(row_top, hills.region * height + hills.row % height, hills.top.astype(levels.dtype))
     y0, y1 = extent(row_top.reshape(n_regions, height))
-    counts = np.bincount(rg * (table_width + 1) + lv, minlength=n_regions * (table_width + 1))
-    counts = counts.reshape(n_regions, table_width + 1)
-    area = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    area = None
+    if need_area:
+        counts = np.bincount(lv.astype(np.intp) * n_regions + rg,
+                             minlength=(table_width + 1) * n_regions)
+        counts = counts.reshape(table_width + 1, n_regions)
+        area = np.cumsum(counts[::-1], axis=0)[::-1][1:]
     return x0, y0, x1, y1, area
+
+
+def _border_pixels(batch: int, height: int, width: int) -> np.ndarray:
+    """Flat indices of the pixels on the border of every image of a ``(B, H, W)`` stack."""
+    frame = np.zeros((height, width), bool)
+    frame[[0, -1], :] = True
+    frame[:, [0, -1]] = True
+    inside = np.flatnonzero(frame)
+    return (np.arange(batch)[:, None] * height * width + inside[None]).ravel()
 
 
 def _passes(levels, region, n_regions, region_image, hills, connectivity):

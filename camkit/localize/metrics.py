@@ -29,7 +29,7 @@ import torch
 from camkit.errors import CamkitError, InputError
 from camkit.localize.boxes import EMPTY_BOX, as_box_array, iou_numpy
 from camkit.localize.component_tree import superlevel_components
-from camkit.maps import normalize_maps, resize_maps
+from camkit.maps import resize_maps
 
 __all__ = ["LocalizationAccuracy", "BoxAccuracy", "PxAP", "prepare_maps", "default_thresholds"]
 
@@ -82,7 +82,19 @@ def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
         maps = torch.where(has_nan[:, None, None], torch.zeros_like(maps), maps)
     if resize is not None:
         maps = resize_maps(maps, tuple(resize), mode="bicubic")
-    return normalize_maps(maps).numpy()
+    return _min_max(maps.numpy())
+
+
+def _min_max(maps: np.ndarray) -> np.ndarray:
+    """Per-map ``m -= min; m /= max`` (constant maps -> zeros), as ``camkit.maps.normalize_maps``
+    and the reference compute it, skipping the passes that would not change a value."""
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    if np.all(low == 0) and np.all(high == 1):
+        return maps
+    maps = maps - low
+    span = high - low
+    return np.divide(maps, span, out=np.zeros_like(maps), where=span > 0)
 
 
 def _box_lists(gt_boxes, batch: int) -> list[np.ndarray]:
@@ -306,8 +318,13 @@ class BoxAccuracy(_Counts):
         (``(B, len(τ))`` each), for maps already prepared by :func:`prepare_maps`."""
         batch, height, width = prepared.shape
         wsol = self.protocol == "wsolevaluation"
+        order_key = None
         if wsol:
-            levels = (prepared * 255).astype(np.uint8)
+            scaled = prepared * 255
+            levels = scaled.astype(np.uint8)
+            # Orders pixels inside a level by their exact value: floor(255 m 2^21) >> 21 = q.
+            scaled *= float(1 << 21)
+            order_key = scaled.astype(np.int64)
             top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
             columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
             num_thresholds = 256
@@ -315,7 +332,8 @@ class BoxAccuracy(_Counts):
             levels = np.searchsorted(self.thresholds, prepared, side="left").astype(np.int32)
             columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
             num_thresholds = self.thresholds.size
-        table = superlevel_components(levels, num_thresholds, self.connectivity, fine=prepared)
+        table = superlevel_components(levels, num_thresholds, self.connectivity,
+                                      fine=None if wsol else prepared, order_key=order_key)
         boxes = table.boxes
         if wsol:
             boxes = _reference_far_corner(boxes, height, width)
@@ -327,7 +345,7 @@ class BoxAccuracy(_Counts):
         best = np.full(batch * num_thresholds, -1.0)
         np.maximum.at(best, cells, row_iou)
         if wsol and self.all_components:
-            best = np.maximum(best, self._hole_ious(levels, prepared, gt, num_thresholds))
+            best = np.maximum(best, self._hole_ious(levels, order_key, gt, num_thresholds))
         best = best.reshape(batch, num_thresholds)
         best = np.where(best < 0, empty_iou[:, None], best)  # no component: the empty box
 
@@ -337,7 +355,7 @@ class BoxAccuracy(_Counts):
         rows = np.arange(batch)[:, None]
         return largest_iou[rows, columns], best[rows, columns]
 
-    def _hole_ious(self, levels, prepared, gt, num_thresholds) -> np.ndarray:
+    def _hole_ious(self, levels, order_key, gt, num_thresholds) -> np.ndarray:
         """Best IoU per (image, k) over the boxes of hole borders, -1 where there is no hole.
 
         A hole of ``{q > k}`` is a 4-connected component of ``{q <= k} = {255 - q > 254 - k}``
@@ -345,7 +363,8 @@ class BoxAccuracy(_Counts):
         foreground pixels, one pixel outside the hole on every side."""
         batch, height, width = levels.shape
         inverted = 255 - levels.astype(np.int32)
-        table = superlevel_components(inverted, 255, connectivity=4, fine=1.0 - prepared)
+        table = superlevel_components(inverted, 255, connectivity=4, order_key=-order_key,
+                                      interior_only=True)
         b = table.boxes
         inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < width - 1) & (b[:, 3] < height - 1)
         border = b[inside] + np.array([-1, -1, 1, 1])
