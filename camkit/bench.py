@@ -247,8 +247,9 @@ class Group:
 
 
 def launched_by_torchrun() -> bool:
-    """True when ``RANK`` and ``WORLD_SIZE`` (set by ``torchrun``) ask for several processes."""
-    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True when ``torchrun``'s variables (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``) are set
+    (also for one process: the same code path, collectives included)."""
+    return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def setup_distributed(device: str, timeout_s: float) -> tuple[Group, torch.device]:
