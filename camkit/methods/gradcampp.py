@@ -59,8 +59,10 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
               \qquad M_c = \mathrm{ReLU}\Big(\sum_k w^c_k A_k\Big)
 
     with :math:`A` the activations of the clean image.  ``samples`` noisy passes of the whole batch
-    (default 4, standard deviation ``std=0.3`` in input units, torchcam's defaults); ``seed`` makes
-    the noise reproducible.  torchcam differs in two places (see docs/methods.md).
+    (default 4, standard deviation ``std=0.3`` in input units, torchcam's defaults); the n-th noise
+    field is the same for every image of the batch (so a map does not depend on the batch), drawn
+    from a generator seeded with ``seed`` (``None``: a fresh seed).  torchcam differs in two
+    places (see docs/methods.md).
 
     >>> e = camkit.explain(model, images, method="smoothgradcam++", samples=8)   # doctest: +SKIP
     """
@@ -75,14 +77,15 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
     def channel_weights(self, session: Session) -> tuple[Pass, dict[str, torch.Tensor]]:
         clean = session.forward(gradients=False)
         images = session.images
-        generator = torch.Generator(device=images.device)
+        generator = torch.Generator()
         if self.seed is None:
             generator.seed()
         else:
             generator.manual_seed(self.seed)
         sums: dict[str, list[torch.Tensor]] = {}
         for _ in range(self.samples):
-            noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+            # one noise field shared by every image: an image's map does not depend on its batch
+            noise = torch.randn((1, *images.shape[1:]), generator=generator).to(images)
             noisy = session.forward(images=images + self.std * noise, gradients=True)
             for name, g in noisy.gradients.items():
                 powers = (g, g * g, g * g * g)

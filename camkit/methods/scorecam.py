@@ -52,8 +52,8 @@ class _MaskedScoreMethod(ChannelWeightMethod):
         self.weighting, self.normalize, self.align_corners = weighting, normalize, align_corners
         self.max_channels = max_channels
 
-    def mask_scores(self, session: Session, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Scores (n, B, K) for masks (n, B, 1, H, W) of n channels."""
+    def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores (n, B, K) for masks (n, B, 1, H, W) of channels ``first … first + n − 1``."""
         raise NotImplementedError
 
     def _score(self, session: Session, masks: torch.Tensor) -> torch.Tensor:
@@ -66,15 +66,13 @@ class _MaskedScoreMethod(ChannelWeightMethod):
         if self.max_channels is not None and self.max_channels < c:
             chosen = activations.mean((2, 3)).topk(self.max_channels, dim=1).indices  # (B, C')
             activations = activations.gather(1, chosen[..., None, None].expand(-1, -1, *activations.shape[-2:]))
-        generator = torch.Generator(device=images.device)
-        generator.manual_seed(getattr(self, "seed", 0) or 0)
         n = chunk_size(b, images, self.batch_size, self.memory_budget)
         scores = []
         for start in range(0, activations.shape[1], n):
             chunk = activations[:, start:start + n]
             masks = channel_masks(chunk, images.shape[-2:], self.normalize, self.align_corners)
             masks = masks.to(images.dtype).transpose(0, 1)[:, :, None]  # (n, B, 1, H, W)
-            scores.append(self.mask_scores(session, masks, generator))
+            scores.append(self.mask_scores(session, masks, start))
         scores = torch.cat(scores).permute(1, 2, 0)  # (B, K, C')
         weights = scores.softmax(-1) if self.weighting == "softmax" else scores
         if chosen is None:
@@ -113,7 +111,7 @@ class ScoreCAM(_MaskedScoreMethod):
     >>> e = camkit.explain(model, images, method="scorecam", batch_size=64)   # doctest: +SKIP
     """
 
-    def mask_scores(self, session: Session, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
         return self._score(session, masks)
 
 
@@ -125,7 +123,9 @@ class SSCAM(_MaskedScoreMethod):
               \quad \delta_n \sim \mathcal{N}(0, \sigma^2)
 
     (noise on the normalised masks, the variant torchcam implements; defaults ``samples=35``,
-    ``std=2.0`` as torchcam; ``seed`` fixes the noise).  Costs ``samples`` × Score-CAM.
+    ``std=2.0`` as torchcam).  The noise of channel k comes from a generator seeded with
+    ``(seed, k)`` and is shared by the images of the batch, so maps are reproducible and do not
+    depend on the batch or the chunking.  Costs ``samples`` × Score-CAM.
 
     >>> e = camkit.explain(model, images, method="sscam", samples=8)   # doctest: +SKIP
     """
@@ -136,11 +136,17 @@ class SSCAM(_MaskedScoreMethod):
             raise InputError(f"samples must be a positive int, got {samples!r}")
         self.samples, self.std, self.seed = samples, float(std), seed
 
-    def mask_scores(self, session: Session, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        # noise of channel k, sample n: drawn from a generator seeded by (seed, k), shared by the batch
+        generator = torch.Generator()
+        fields = []
+        for k in range(first, first + masks.shape[0]):
+            generator.manual_seed(self.seed * 1_000_003 + k)
+            fields.append(torch.randn((self.samples, 1, *masks.shape[-2:]), generator=generator))
+        noise = torch.stack(fields, 1).to(masks)  # (samples, n, 1, H, W), broadcast over the batch
         total = 0
-        for _ in range(self.samples):
-            noise = torch.randn(masks.shape, generator=generator, device=masks.device, dtype=masks.dtype)
-            total = total + self._score(session, masks + self.std * noise)
+        for n in range(self.samples):
+            total = total + self._score(session, masks + self.std * noise[n][:, None])
         return total / self.samples
 
     def __repr__(self) -> str:
@@ -166,7 +172,7 @@ class ISCAM(_MaskedScoreMethod):
             raise InputError(f"samples must be a positive int, got {samples!r}")
         self.samples = samples
 
-    def mask_scores(self, session: Session, masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
         total, coefficient = 0, 0.0
         for n in range(1, self.samples + 1):
             coefficient += n / self.samples
