@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree
 
@@ -72,9 +71,9 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     were cut from); it only makes ascent regions larger and fewer, never changes the result.
     ``interior_only``: keep only components that do not touch the image border (e.g. the holes
     of the complement), skipping the others' rows; ``area`` and ``largest`` are then not filled.
-    ``order_key``: instead of ``fine``, int64 ``(B, H, W)`` keys below 2^40 in absolute value that
-    never order two pixels against their levels (``levels[p] < levels[q]`` implies
-    ``key[p] < key[q]``), e.g. ``floor(x * 2^21)`` for ``levels = floor(x)``.
+    ``order_key``: instead of ``fine``, real ``(B, H, W)`` keys that never order two pixels
+    against their levels (``levels[p] < levels[q]`` implies ``key[p] < key[q]``), e.g. the map
+    ``x`` itself for ``levels = floor(x)``.
     """
     levels = np.asarray(levels)
     if levels.ndim != 3:
@@ -166,7 +165,7 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     row_rep = first_row[node_rep] + step
 
     columns = []
-    table_cell = k_rep * n_regions + region_rep  # tables are (level, region)
+    table_cell = (x0.shape[0] - 2 - k_rep) * n_regions + region_rep  # see _region_tables
     for ufunc, table, empty in ((np.minimum, x0, max(height, width)), (np.minimum, y0, max(height, width)),
                                 (np.maximum, x1, -1), (np.maximum, y1, -1)):
         column = np.full(n_rows, empty, np.int64)
@@ -197,20 +196,6 @@ class _Hills:
     top: np.ndarray  # level of the hill's peak
 
 
-def _positions(n: int) -> np.ndarray:
-    """``arange(n)`` as int64, cached (it is needed for every batch of the same shape)."""
-    cached = _POSITIONS.get(n)
-    if cached is None:
-        if len(_POSITIONS) > 8:
-            _POSITIONS.clear()
-        cached = _POSITIONS[n] = np.arange(n, dtype=np.int64)
-        cached.setflags(write=False)
-    return cached
-
-
-_POSITIONS: dict[int, np.ndarray] = {}
-
-
 def _ascent_regions(levels, connectivity, fine, order_key=None):
     """Region id per pixel, number of regions, flat index of each region's peak, and the row
     "hills" the regions are made of (flat start index, region of each hill).
@@ -222,43 +207,44 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
     """
     batch, height, width = levels.shape
     n_pixels = levels.size
-    index_bits = max(int(n_pixels - 1).bit_length(), 1)
-    top_bits = max(int(levels.max()).bit_length(), 1) if n_pixels else 1
-    key_bits = 41 if order_key is not None else top_bits + _FINE_BITS
-    if key_bits + index_bits > 62:
-        raise InputError("too many levels or pixels in one batch: split the batch")
-    # A strict total order consistent with the levels: (level, fine value, position).
+    # An order of the pixels consistent with the levels (ties allowed): (level, fine value).
     if order_key is not None:
-        key = np.left_shift(order_key, index_bits, dtype=np.int64)
+        key = order_key
     elif fine is not None:
-        # levels * 2^F + fine * (2^F - 1), exact in float64 for levels < 2^31
-        scaled = np.multiply(fine, (1 << _FINE_BITS) - 1, dtype=np.float64)
-        scaled += levels * float(1 << _FINE_BITS)
-        key = scaled.astype(np.int64)
-        key <<= index_bits
+        # levels * 2^F + fine * (2^F - 1): the fine value never outweighs one level
+        key = np.multiply(fine, (1 << _FINE_BITS) - 1, dtype=np.float64)
+        key += levels * float(1 << _FINE_BITS)
     else:
-        key = levels.astype(np.int64) << (_FINE_BITS + index_bits)
-    key |= _positions(n_pixels).reshape(levels.shape)
+        key = levels
     rows = key.reshape(-1, width)
 
-    # A hill starts at each row start and at each pixel lower than both row neighbours.
+    # A hill starts at each row start and at each pixel lower than its left neighbour and not
+    # higher than its right one; between two starts a row never dips, so the part of a hill
+    # above any level is an interval.  A hill's first strict descent (or its end) is its peak.
+    falls = rows[:, :-1] > rows[:, 1:]
     start = np.empty(rows.shape, bool)
     start[:, 0] = True
-    start[:, 1:] = rows[:, :-1] > rows[:, 1:]
-    start[:, 1:-1] &= rows[:, 2:] > rows[:, 1:-1]
-    start[:, -1] = False if width > 1 else True
+    start[:, 1:] = falls
+    start[:, 1:-1] &= rows[:, 2:] >= rows[:, 1:-1]
+    if width > 1:
+        start[:, -1] = False
     start_index = np.flatnonzero(start)
-    peak = np.maximum.reduceat(key.ravel(), start_index) & ((1 << index_bits) - 1)
+    descent = np.empty(rows.shape, bool)
+    descent[:, :-1] = falls
+    descent[:, -1] = True
+    descent_index = np.flatnonzero(descent)
+    peak = descent_index[np.searchsorted(descent_index, start_index)]
 
     # Each hill points to the hill of its peak's highest neighbour when that one is higher.
     y, x = (peak // width) % height, peak % width
-    best_key = key.ravel()[peak]
+    flat_key = key.ravel()
+    best_key = flat_key[peak]
     pointer = np.arange(peak.size, dtype=np.int64)
     offsets = [(-1, 0), (1, 0)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if connectivity == 8 else [])
     for dy, dx in offsets:
         valid = (y + dy >= 0) & (y + dy < height) & (x + dx >= 0) & (x + dx < width)
         neighbour = np.where(valid, peak + dy * width + dx, peak)
-        neighbour_key = key.ravel()[neighbour]
+        neighbour_key = flat_key[neighbour]
         higher = valid & (neighbour_key > best_key)
         best_key = np.where(higher, neighbour_key, best_key)
         hill_of_neighbour = np.searchsorted(start_index, neighbour, side="right") - 1
@@ -283,19 +269,20 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     lv = levels.ravel()
     rg = region.ravel().astype(np.intp, copy=False)
 
+    # Tables are stored top level first, (table_width, n_regions): row j holds threshold
+    # k = table_width - 1 - j, so cumulative extremes run forward over contiguous rows.
     def extent(line_top):
         # line_top[i, c]: highest level of region i on line c; the region's part above k spans
-        # the lines whose top exceeds k.
+        # the lines whose top exceeds k, i.e. rows j >= table_width - top.
         r, c = np.nonzero(line_top)
-        cell = line_top[r, c].astype(np.intp) * n_regions + r
+        cell = (table_width - line_top[r, c].astype(np.intp)) * n_regions + r
         low = np.full((table_width + 1) * n_regions, max(height, width), np.int64)
         high = np.full((table_width + 1) * n_regions, -1, np.int64)
         np.minimum.at(low, cell, c.astype(np.int64))
         np.maximum.at(high, cell, c.astype(np.int64))
         low, high = low.reshape(-1, n_regions), high.reshape(-1, n_regions)
-        # Part above threshold k = pixels at levels k+1 and up: reverse cumulative extremes, shifted.
-        low = np.minimum.accumulate(low[::-1], axis=0)[::-1][1:]
-        high = np.maximum.accumulate(high[::-1], axis=0)[::-1][1:]
+        np.minimum.accumulate(low, axis=0, out=low)
+        np.maximum.accumulate(high, axis=0, out=high)
         return low, high
 
     column_top = np.zeros(n_regions * width, levels.dtype)
@@ -308,10 +295,9 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     y0, y1 = extent(row_top.reshape(n_regions, height))
     area = None
     if need_area:
-        counts = np.bincount(lv.astype(np.intp) * n_regions + rg,
+        counts = np.bincount((table_width - lv.astype(np.intp)) * n_regions + rg,
                              minlength=(table_width + 1) * n_regions)
-        counts = counts.reshape(table_width + 1, n_regions)
-        area = np.cumsum(counts[::-1], axis=0)[::-1][1:]
+        area = np.cumsum(counts.reshape(table_width + 1, n_regions), axis=0)
     return x0, y0, x1, y1, area
 
 

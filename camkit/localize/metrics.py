@@ -320,11 +320,8 @@ class BoxAccuracy(_Counts):
         wsol = self.protocol == "wsolevaluation"
         order_key = None
         if wsol:
-            scaled = prepared * 255
-            levels = scaled.astype(np.uint8)
-            # Orders pixels inside a level by their exact value: floor(255 m 2^21) >> 21 = q.
-            scaled *= float(1 << 21)
-            order_key = scaled.astype(np.int64)
+            order_key = prepared * 255  # orders pixels inside a level by their exact value
+            levels = order_key.astype(np.uint8)
             top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
             columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
             num_thresholds = 256
@@ -362,7 +359,7 @@ class BoxAccuracy(_Counts):
         that does not touch the image border; OpenCV traces its border on the surrounding
         foreground pixels, one pixel outside the hole on every side."""
         batch, height, width = levels.shape
-        inverted = 255 - levels.astype(np.int32)
+        inverted = np.subtract(255, levels, dtype=np.int32)
         table = superlevel_components(inverted, 255, connectivity=4, order_key=-order_key,
                                       interior_only=True)
         b = table.boxes
