@@ -325,23 +325,32 @@ def _passes(levels, region, n_regions, region_image, hills, connectivity):
         keys = (region_image[low] * per_image + local[low]) * per_image + local[high]
         np.maximum.at(best, keys, pair_levels.astype(levels.dtype, copy=False))
 
-    # Along rows, regions only change where a hill starts: that pixel is the lower of the pair.
-    inner = hills.start[hills.start % width != 0]
+    batch, height, _ = levels.shape
     flat_region, flat_levels = region.ravel(), levels.ravel()
-    crossing = flat_region[inner - 1] != flat_region[inner]
-    inner = inner[crossing]
-    add_pairs(flat_region[inner - 1], flat_region[inner], flat_levels[inner])
 
-    shifts = [(slice(None, -1), slice(None))]
-    partners = [(slice(1, None), slice(None))]
+    def add_flat_pairs(first, second):
+        differ = flat_region[first] != flat_region[second]
+        first, second = first[differ], second[differ]
+        add_pairs(flat_region[first], flat_region[second],
+                  np.minimum(flat_levels[first], flat_levels[second]))
+
+    # Along rows, regions only change where a hill starts.
+    horizontal = hills.start[hills.start % width != 0]
+    add_flat_pairs(horizontal - 1, horizontal)
+    # Down the columns: one comparison of the whole stack.
+    vertical = np.nonzero(region[:, :-1, :] != region[:, 1:, :])
+    top = (vertical[0] * height + vertical[1]) * width + vertical[2]
+    add_flat_pairs(top, top + width)
     if connectivity == 8:
-        shifts += [(slice(None, -1), slice(None, -1)), (slice(None, -1), slice(1, None))]
-        partners += [(slice(1, None), slice(1, None)), (slice(1, None), slice(None, -1))]
-    for (ra, ca), (rb, cb) in zip(shifts, partners):
-        region_a, region_b = region[:, ra, ca], region[:, rb, cb]
-        crossing = region_a != region_b
-        add_pairs(region_a[crossing], region_b[crossing],
-                  np.minimum(levels[:, ra, ca][crossing], levels[:, rb, cb][crossing]))
+        # A diagonal pair can only differ where its vertical pair or the horizontal pair below
+        # it differs: test the diagonals at those few places only.
+        column = vertical[2]
+        below_row = (horizontal // width) % height >= 1
+        from_horizontal = horizontal[below_row]
+        right = np.concatenate([top[column < width - 1], from_horizontal - width - 1])
+        add_flat_pairs(right, right + width + 1)
+        left = np.concatenate([top[column > 0], from_horizontal - width])
+        add_flat_pairs(left, left + width - 1)
     keys = np.flatnonzero(best)
     pass_levels = best[keys]
     order = np.argsort(-pass_levels, kind="stable")
