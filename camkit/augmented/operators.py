@@ -190,12 +190,27 @@ class RotoTranslation:
         crow = torch.arange(0, 4 * count + 1, 4)
         self.matrix = _csr(crow, (rows * m + cols).flatten(), weights.flatten().to(dtype), (count, n * m)).to(device)
         self._transposed = None
+        self._block_diagonal = None
 
     @property
     def transposed(self) -> torch.Tensor:
         if self._transposed is None:
             self._transposed = _transpose_csr(self.matrix)
         return self._transposed
+
+    def each(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., L, N, M) → (..., L, N, M)``: ``y_l = A_l x_l`` (copy ``l`` gets transform ``l``)."""
+        n, m = self.size
+        if tuple(x.shape[-3:]) != (self.num_transforms, n, m):
+            raise InputError(f"expected (..., {self.num_transforms}, {n}, {m}) input, got {tuple(x.shape)}")
+        if self._block_diagonal is None:
+            crow = self.matrix.crow_indices()
+            offsets = torch.arange(self.num_transforms, device=crow.device).repeat_interleave(4 * n * m) * (n * m)
+            col = self.matrix.col_indices().long() + offsets
+            count = self.num_transforms * n * m
+            self._block_diagonal = _csr(crow, col, self.matrix.values(), (count, count))
+        columns = x.reshape(-1, self.num_transforms * n * m).t().to(self.matrix.dtype).contiguous()
+        return _spmm(self._block_diagonal, columns).t().reshape(x.shape).to(x.dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., N, M) → (..., L, N, M)``: ``y_l = A_l x``."""
