@@ -332,3 +332,12 @@ def test_localization_accuracy_iou_boundary_is_inclusive():
     metric.update(torch.tensor([[[0, 0, 4, 9]]]), torch.tensor([[1]]), torch.tensor([1]),
                   [[[0, 0, 9, 9]]])  # IoU exactly 0.5
     assert metric.result()["top1_loc"] == 100.0
+
+
+def test_nan_maps_become_zeros_under_wsolevaluation():
+    maps = np.stack([square_map(16, 2, 2, 6, 6), square_map(16, 2, 2, 6, 6)])
+    maps[1, 0, 0] = np.nan
+    prepared = prepare_maps(maps, "wsolevaluation", (16, 16))
+    assert np.array_equal(prepared[1], np.zeros((16, 16))) and prepared[0].max() == 1.0
+    with pytest.raises(InputError):
+        prepare_maps(maps, "camkit")

@@ -286,8 +286,9 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
         return low, high
 
     column_top = np.zeros(n_regions * width, levels.dtype)
-    columns = np.broadcast_to(np.arange(width, dtype=np.intp), levels.shape).ravel()
-    np.maximum.at(column_top, rg * width + columns, lv)
+    cell = rg * width
+    cell += _column_of_pixel(levels.shape)
+    np.maximum.at(column_top, cell, lv)
     x0, x1 = extent(column_top.reshape(n_regions, width))
     # Rows: the hills (row runs) already know their highest level.
     row_top = np.zeros(n_regions * height, levels.dtype)
@@ -299,6 +300,21 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
                              minlength=(table_width + 1) * n_regions)
         area = np.cumsum(counts.reshape(table_width + 1, n_regions), axis=0)
     return x0, y0, x1, y1, area
+
+
+def _column_of_pixel(shape: tuple[int, int, int]) -> np.ndarray:
+    """Column index of every pixel of a ``(B, H, W)`` stack, flattened (cached per shape)."""
+    cached = _COLUMNS.get(shape)
+    if cached is None:
+        if len(_COLUMNS) > 8:
+            _COLUMNS.clear()
+        cached = np.ascontiguousarray(np.broadcast_to(np.arange(shape[2], dtype=np.intp), shape)).ravel()
+        cached.setflags(write=False)
+        _COLUMNS[shape] = cached
+    return cached
+
+
+_COLUMNS: dict[tuple[int, int, int], np.ndarray] = {}
 
 
 def _border_pixels(batch: int, height: int, width: int) -> np.ndarray:
@@ -338,13 +354,13 @@ def _passes(levels, region, n_regions, region_image, hills, connectivity):
     horizontal = hills.start[hills.start % width != 0]
     add_flat_pairs(horizontal - 1, horizontal)
     # Down the columns: one comparison of the whole stack.
-    vertical = np.nonzero(region[:, :-1, :] != region[:, 1:, :])
-    top = (vertical[0] * height + vertical[1]) * width + vertical[2]
+    vertical = np.flatnonzero(region[:, :-1, :] != region[:, 1:, :])
+    top = vertical + vertical // ((height - 1) * width) * width  # index in the (B, H, W) stack
     add_flat_pairs(top, top + width)
     if connectivity == 8:
         # A diagonal pair can only differ where its vertical pair or the horizontal pair below
         # it differs: test the diagonals at those few places only.
-        column = vertical[2]
+        column = top % width
         below_row = (horizontal // width) % height >= 1
         from_horizontal = horizontal[below_row]
         right = np.concatenate([top[column < width - 1], from_horizontal - width - 1])

@@ -75,21 +75,23 @@ def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
     maps = _as_map_batch(maps)
     if resize is None and protocol == "wsolevaluation":
         resize = _WSOL_SIZE
-    has_nan = torch.isnan(maps).flatten(1).any(dim=1)
-    if has_nan.any():
-        if protocol == "camkit":
-            raise InputError("maps contain NaN")
-        maps = torch.where(has_nan[:, None, None], torch.zeros_like(maps), maps)
     if resize is not None:
-        maps = resize_maps(maps, tuple(resize), mode="bicubic")
-    return _min_max(maps.numpy())
+        maps = resize_maps(maps, tuple(resize), mode="bicubic")  # NaN stays NaN
+    return _min_max(maps.numpy(), nan_to_zero=protocol == "wsolevaluation")
 
 
-def _min_max(maps: np.ndarray) -> np.ndarray:
+def _min_max(maps: np.ndarray, nan_to_zero: bool) -> np.ndarray:
     """Per-map ``m -= min; m /= max`` (constant maps -> zeros), as ``camkit.maps.normalize_maps``
-    and the reference compute it, skipping the passes that would not change a value."""
+    and the reference compute it, skipping the passes that would not change a value.  A map with
+    a NaN (its min or max is NaN) becomes zeros or raises :class:`InputError`."""
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
+    broken = np.isnan(low) | np.isnan(high)
+    if broken.any():
+        if not nan_to_zero:
+            raise InputError("maps contain NaN")
+        maps = np.where(broken, 0.0, maps)
+        low, high = np.where(broken, 0.0, low), np.where(broken, 0.0, high)
     if np.all(low == 0) and np.all(high == 1):
         return maps
     maps = maps - low
