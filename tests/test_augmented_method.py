@@ -1,0 +1,91 @@
+"""The "augmented-gradcam" method through camkit.explain / camkit.Explainer, on a tiny CNN."""
+import pytest
+import torch
+from torch import nn
+
+import camkit
+from camkit.augmented import RotoTranslation, sample_transforms
+from camkit.augmented.method import AugmentedGradCAM
+from camkit.errors import InputError
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+    ).eval()
+
+
+def _images(batch=3):
+    return torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+OPTIONS = dict(L=7, iters=20, copies_per_batch=3)
+
+
+def test_registered_and_maps_at_input_resolution():
+    assert "augmented-gradcam" in camkit.methods.available()
+    e = camkit.explain(_model(), _images(), method="augmented-gradcam", layer="7", top_k=2, **OPTIONS)
+    assert e.method == "augmented-gradcam"
+    assert e.maps.shape == (3, 2, 32, 32) and e.raw.shape == (3, 2, 32, 32)
+    assert torch.isfinite(e.maps).all() and e.maps.amax(dim=(-2, -1)).eq(1).all()
+
+
+def test_copies_are_batched_grad_cams_of_the_warped_images():
+    model, images = _model(), _images()
+    method = AugmentedGradCAM(**OPTIONS)
+    with camkit.Explainer(model, method=method, layer="7") as ex:
+        classes = camkit.explain(model, images, layer="7").classes
+        session = camkit.methods.Session(model, images, {"7": model[7]}, classes)
+        first = {k: torch.relu(v) for k, v in method.base(session).items()}
+        stack = method.copy_cams(session, first)["7"]                                  # (B, 1, L, 8, 8)
+    angles, shifts = sample_transforms(7, (32, 32), seed=0)
+    warped = RotoTranslation(angles, shifts, (32, 32))(images)                          # (B, 3, L, 32, 32)
+    for l in (0, 2, 4, 6):
+        direct = camkit.explain(model, warped[:, :, l], layer="7", targets=classes[:, 0]).raw
+        torch.testing.assert_close(stack[:, :, l], direct, atol=1e-5, rtol=1e-4)
+
+
+def test_single_baseline_equals_grad_cam():
+    model, images = _model(), _images()
+    single = camkit.explain(model, images, method="augmented-gradcam", layer="7", baseline="single", **OPTIONS)
+    plain = camkit.explain(model, images, method="gradcam", layer="7")
+    torch.testing.assert_close(single.maps, plain.maps, atol=1e-5, rtol=0)
+    for kind in ("max", "avg"):
+        e = camkit.explain(model, images, method="augmented-gradcam", layer="7", baseline=kind, **OPTIONS)
+        assert not torch.allclose(e.maps, plain.maps, atol=1e-3)
+
+
+@pytest.mark.parametrize("solver", ["subgradient", "primal-dual"])
+def test_batch_independent_and_seeded(solver):
+    model, images = _model(), _images()
+    options = dict(OPTIONS, solver=solver)
+    together = camkit.explain(model, images, method="augmented-gradcam", layer="7", **options).maps
+    alone = camkit.explain(model, images[1:2], method="augmented-gradcam", layer="7", **options).maps
+    torch.testing.assert_close(together[1:2], alone, atol=1e-4, rtol=0)
+    again = camkit.explain(model, images, method="augmented-gradcam", layer="7", **options).maps
+    assert torch.equal(together, again)
+    other = camkit.explain(model, images, method="augmented-gradcam", layer="7", seed=3, **options).maps
+    assert not torch.allclose(together, other, atol=1e-3)
+
+
+def test_micro_batch_size_does_not_change_the_map():
+    model, images = _model(), _images(2)
+    one = camkit.explain(model, images, method="augmented-gradcam", layer="7", L=7, iters=20, copies_per_batch=1)
+    all_ = camkit.explain(model, images, method="augmented-gradcam", layer="7", L=7, iters=20, memory_budget=2**30)
+    torch.testing.assert_close(one.maps, all_.maps, atol=1e-4, rtol=0)
+
+
+def test_cam_base_and_options_are_checked():
+    model, images = _model(), _images(2)
+    e = camkit.explain(model, images, method="augmented-gradcam", layer="7", base="cam", **OPTIONS)
+    assert e.maps.shape == (2, 1, 32, 32)
+    with pytest.raises(InputError, match="solver"):
+        camkit.explain(model, images, method="augmented-gradcam", solver="adam")
+    with pytest.raises(InputError, match="baseline"):
+        camkit.explain(model, images, method="augmented-gradcam", baseline="median")
+    with pytest.raises(InputError, match="L must"):
+        camkit.explain(model, images, method="augmented-gradcam", L=0)
