@@ -82,9 +82,12 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
         raise InputError(f"levels must be integers, got {levels.dtype}")
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
+    if max(levels.shape[1:], default=0) >= 1 << 15:
+        raise InputError(f"maps of {levels.shape[1:]} pixels are too large (limit 32767 a side)")
     if levels.size and not np.issubdtype(levels.dtype, np.unsignedinteger) and levels.min() < 0:
         raise InputError("levels must be non-negative")
-    levels = levels.astype(np.int32, copy=False)
+    if levels.dtype.itemsize > 4 or levels.dtype == np.uint32:
+        levels = levels.astype(np.int32)  # uint8/16 and int16/32 are used as they are
     batch, height, width = levels.shape
     top = int(levels.max()) if levels.size else 0
     if num_thresholds is None:
@@ -94,7 +97,7 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     region, n_regions, peak, hills = _ascent_regions(levels, connectivity, fine, order_key)
     region_image = np.repeat(np.arange(batch), np.bincount(peak // (height * width),
                                                            minlength=batch))
-    region_top = levels.ravel()[peak]
+    region_top = levels.ravel()[peak].astype(np.int64)
     x0, y0, x1, y1, area = _region_tables(levels, region, n_regions, hills, table_width,
                                            need_area=not interior_only)
     a, b, passes = _passes(levels, region, n_regions, region_image, hills, connectivity)
@@ -168,10 +171,10 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     table_cell = (x0.shape[0] - 2 - k_rep) * n_regions + region_rep  # see _region_tables
     for ufunc, table, empty in ((np.minimum, x0, max(height, width)), (np.minimum, y0, max(height, width)),
                                 (np.maximum, x1, -1), (np.maximum, y1, -1)):
-        column = np.full(n_rows, empty, np.int64)
+        column = np.full(n_rows, empty, np.int16)
         ufunc.at(column, row_rep, table.ravel()[table_cell])
         columns.append(column)
-    boxes = np.stack(columns, axis=1)
+    boxes = np.stack(columns, axis=1).astype(np.int64)
     nodes = np.repeat(np.arange(birth.size), lifetimes)
     thresholds = death[nodes] + np.arange(n_rows) - np.repeat(first_row, lifetimes)
     node_image = np.empty(birth.size, np.int64)
@@ -229,6 +232,8 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
     if width > 1:
         start[:, -1] = False
     start_index = np.flatnonzero(start)
+    hill = np.cumsum(start.ravel(), dtype=np.int32)
+    hill -= 1
     descent = np.empty(rows.shape, bool)
     descent[:, :-1] = falls
     descent[:, -1] = True
@@ -247,8 +252,7 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
         neighbour_key = flat_key[neighbour]
         higher = valid & (neighbour_key > best_key)
         best_key = np.where(higher, neighbour_key, best_key)
-        hill_of_neighbour = np.searchsorted(start_index, neighbour, side="right") - 1
-        pointer = np.where(higher, hill_of_neighbour, pointer)
+        pointer = np.where(higher, hill[neighbour], pointer)
     while True:
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):
@@ -276,10 +280,11 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
         # the lines whose top exceeds k, i.e. rows j >= table_width - top.
         r, c = np.nonzero(line_top)
         cell = (table_width - line_top[r, c].astype(np.intp)) * n_regions + r
-        low = np.full((table_width + 1) * n_regions, max(height, width), np.int64)
-        high = np.full((table_width + 1) * n_regions, -1, np.int64)
-        np.minimum.at(low, cell, c.astype(np.int64))
-        np.maximum.at(high, cell, c.astype(np.int64))
+        c = c.astype(np.int16)  # coordinates fit: H, W < 2^15 (checked by the caller)
+        low = np.full((table_width + 1) * n_regions, max(height, width), np.int16)
+        high = np.full((table_width + 1) * n_regions, -1, np.int16)
+        np.minimum.at(low, cell, c)
+        np.maximum.at(high, cell, c)
         low, high = low.reshape(-1, n_regions), high.reshape(-1, n_regions)
         np.minimum.accumulate(low, axis=0, out=low)
         np.maximum.accumulate(high, axis=0, out=high)
@@ -297,8 +302,9 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     area = None
     if need_area:
         counts = np.bincount((table_width - lv.astype(np.intp)) * n_regions + rg,
-                             minlength=(table_width + 1) * n_regions)
-        area = np.cumsum(counts.reshape(table_width + 1, n_regions), axis=0)
+                             minlength=(table_width + 1) * n_regions).astype(np.int32)
+        area = np.cumsum(counts.reshape(table_width + 1, n_regions), axis=0, out=counts.reshape(
+            table_width + 1, n_regions))
     return x0, y0, x1, y1, area
 
 
@@ -373,7 +379,7 @@ def _passes(levels, region, n_regions, region_image, hills, connectivity):
     keys, pass_levels = keys[order], pass_levels[order]
     image, rest = np.divmod(keys, per_image * per_image)
     a, b = np.divmod(rest, per_image)
-    return first_region[image] + a, first_region[image] + b, pass_levels
+    return first_region[image] + a, first_region[image] + b, pass_levels.astype(np.int64)
 
 
 def _largest(images, thresholds, boxes, areas, batch, num_thresholds, height, width):

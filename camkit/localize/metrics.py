@@ -361,7 +361,7 @@ class BoxAccuracy(_Counts):
         that does not touch the image border; OpenCV traces its border on the surrounding
         foreground pixels, one pixel outside the hole on every side."""
         batch, height, width = levels.shape
-        inverted = np.subtract(255, levels, dtype=np.int32)
+        inverted = 255 - levels  # uint8
         table = superlevel_components(inverted, 255, connectivity=4, order_key=-order_key,
                                       interior_only=True)
         b = table.boxes
