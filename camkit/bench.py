@@ -65,27 +65,28 @@ class GuardedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         try:
-            item = self.dataset[index]
-            if isinstance(item, (tuple, list)):
-                item = dict(zip(("image", "label", "boxes", "mask"), item))
-            else:
-                item = dict(item)
-            if not item.get("ok", True):
-                raise OSError(item.get("error") or "unreadable image")
-            image = item["image"]
-            if not isinstance(image, torch.Tensor) or image.dim() != 3:
-                raise InputError(f"item image must be a (C, H, W) tensor, got "
-                                 f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
-            item["label"] = int(item["label"])
-            boxes = item.get("boxes")
-            item["boxes"] = (torch.zeros(0, 4, dtype=torch.int64) if boxes is None
-                             else torch.as_tensor(boxes).reshape(-1, 4).long())
+            item = self._checked(self.dataset[index])
         except Exception as error:  # an unreadable image is counted, never a crash
-            message = str(error) if isinstance(error, OSError) and "Error" in str(error) \
-                else f"{type(error).__name__}: {error}"
-            return {"index": int(index), "ok": False, "error": message}
-        item["index"] = int(index)
-        item["ok"] = True
+            return {"index": int(index), "ok": False, "error": f"{type(error).__name__}: {error}"}
+        if not item.get("ok", True):  # a reader that reports failures itself (WSOLDataset)
+            return {"index": int(index), "ok": False, "error": str(item.get("error") or "unreadable")}
+        item["index"], item["ok"] = int(index), True
+        return item
+
+    @staticmethod
+    def _checked(item) -> dict:
+        item = dict(zip(("image", "label", "boxes", "mask"), item)) if isinstance(item, (tuple, list)) \
+            else dict(item)
+        if not item.get("ok", True):
+            return item
+        image = item["image"]
+        if not isinstance(image, torch.Tensor) or image.dim() != 3:
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise InputError(f"item image must be a (C, H, W) tensor, got {shape}")
+        item["label"] = int(item["label"])
+        boxes = item.get("boxes")
+        item["boxes"] = (torch.zeros(0, 4, dtype=torch.int64) if boxes is None
+                         else torch.as_tensor(boxes).reshape(-1, 4).long())
         return item
 
 
