@@ -246,9 +246,9 @@ class LocalizationAccuracy(_Counts):
         updates) and the matching errors ``100 - accuracy``."""
         if self.num_images == 0:
             raise CamkitError("LocalizationAccuracy.result() before any update")
-        top1 = 100.0 * self.top1_correct / self.num_images
-        topk = 100.0 * self.topk_correct / self.num_images
-        known = (100.0 * self.gt_known_correct / self.gt_known_images
+        top1 = float(100.0 * self.top1_correct / self.num_images)
+        topk = float(100.0 * self.topk_correct / self.num_images)
+        known = (float(100.0 * self.gt_known_correct / self.gt_known_images)
                  if self.gt_known_images else float("nan"))
         return {"top1_loc": top1, "top5_loc": topk, "gt_known_loc": known,
                 "top1_loc_error": 100.0 - top1, "top5_loc_error": 100.0 - topk,
