@@ -146,7 +146,7 @@ def _demo_parser(sub) -> None:
     p.set_defaults(run=_run_demo)
 
 
-DEMO_METHOD_OPTIONS = {"augmented-gradcam": {"num_augmentations": 32, "iters": 100}}
+DEMO_METHOD_OPTIONS = {"augmented-gradcam": {"L": 32, "iters": 100}}
 
 
 def _run_demo(args) -> int:
