@@ -3,18 +3,20 @@
 Superlevel sets are nested: as the threshold falls, components only grow and merge.  Labelling
 the map once per threshold repeats that work hundreds of times; instead:
 
-1. **Ascent regions.**  Every pixel points to its highest neighbour (itself at a local maximum;
-   ties broken by a finer value, then by position).  Following the pointers climbs to a local
-   maximum; the pixels reaching the same maximum form a region.  The part of a region above any
-   level is connected (each pixel reaches the maximum through pixels at least as high), so a
-   superlevel component is a union of whole region pieces.
-2. **Region tables.**  Per region and level, the box and pixel count of its part above that level
-   (a handful of scatter operations over the pixels, then cumulative min/max/sum over levels).
-3. **Merge tree.**  Two adjacent regions join at their pass level (the best ``min(a, b)`` over
-   their touching pixel pairs).  Kruskal's algorithm over the few regions of each image (tens, not
-   tens of thousands of pixels) gives every component and the threshold range where it exists.
+1. **Row hills.**  Each image row is cut where it dips (a pixel lower than its left neighbour and
+   not higher than its right one); between cuts the row rises then falls, so the part of a
+   "hill" above any level is an interval.
+2. **Ascent regions.**  Each hill points to the hill holding its peak's highest neighbour, if
+   higher; pointer jumping over the hills (a few thousand, not the pixels) groups them by the local
+   maximum they climb to.  The part of a region above any level is connected, so every superlevel
+   component is a union of whole region parts.
+3. **Region tables.**  Per region and level, the box and pixel count of its part above that
+   level: a few scatter operations over the pixels, then cumulative min/max/sum over levels.
+4. **Merge tree.**  Two adjacent regions join at their pass level (the best ``min(a, b)`` over
+   their touching pixel pairs).  Kruskal's algorithm over a maximum spanning tree of the few
+   regions of each image gives every component and the threshold range where it exists.
 
-Everything but step 3 is vectorised over the whole batch; step 3 runs over regions only.
+Steps 1-3 are whole-array numpy operations over the batch; step 4 loops over regions only.
 """
 from __future__ import annotations
 
@@ -150,7 +152,8 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
         # A node touches the border at k when one of its regions has a border pixel above k.
         border = _border_pixels(batch, height, width)
         region_border_top = np.zeros(n_regions, np.int64)
-        np.maximum.at(region_border_top, region.ravel()[border], levels.ravel()[border])
+        np.maximum.at(region_border_top, region.ravel()[border],
+                      levels.ravel()[border].astype(np.int64))
         node_border_top = np.zeros(birth.size, np.int64)
         np.maximum.at(node_border_top, pair_node, region_border_top[pair_region])
         death = np.maximum(death, node_border_top)
@@ -232,8 +235,7 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
     if width > 1:
         start[:, -1] = False
     start_index = np.flatnonzero(start)
-    hill = np.cumsum(start.ravel(), dtype=np.int32)
-    hill -= 1
+    hill_plus_one = np.cumsum(start.ravel(), dtype=np.int32)
     descent = np.empty(rows.shape, bool)
     descent[:, :-1] = falls
     descent[:, -1] = True
@@ -252,7 +254,7 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
         neighbour_key = flat_key[neighbour]
         higher = valid & (neighbour_key > best_key)
         best_key = np.where(higher, neighbour_key, best_key)
-        pointer = np.where(higher, hill[neighbour], pointer)
+        pointer = np.where(higher, hill_plus_one[neighbour] - 1, pointer)
     while True:
         jumped = pointer[pointer]
         if np.array_equal(jumped, pointer):
