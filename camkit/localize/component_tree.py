@@ -273,7 +273,6 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     ``region_i ∩ {levels > k}`` (empty: x0 = y0 = large, x1 = y1 = -1, area 0)."""
     batch, height, width = levels.shape
     lv = levels.ravel()
-    rg = region.ravel().astype(np.intp, copy=False)
 
     # Tables are stored top level first, (table_width, n_regions): row j holds threshold
     # k = table_width - 1 - j, so cumulative extremes run forward over contiguous rows.
@@ -293,7 +292,7 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
         return low, high
 
     column_top = np.zeros(n_regions * width, levels.dtype)
-    cell = rg * width
+    cell = region.ravel() * np.int32(width)  # int32 index arithmetic: half the memory traffic
     cell += _column_of_pixel(levels.shape)
     np.maximum.at(column_top, cell, lv)
     x0, x1 = extent(column_top.reshape(n_regions, width))
@@ -303,8 +302,11 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     y0, y1 = extent(row_top.reshape(n_regions, height))
     area = None
     if need_area:
-        counts = np.bincount((table_width - lv.astype(np.intp)) * n_regions + rg,
-                             minlength=(table_width + 1) * n_regions).astype(np.int32)
+        # Same row order as the other tables: row j counts levels >= table_width - j.
+        cell = np.subtract(table_width, lv, dtype=np.int32)
+        cell *= np.int32(n_regions)
+        cell += region.ravel()
+        counts = np.bincount(cell, minlength=(table_width + 1) * n_regions).astype(np.int32)
         area = np.cumsum(counts.reshape(table_width + 1, n_regions), axis=0, out=counts.reshape(
             table_width + 1, n_regions))
     return x0, y0, x1, y1, area
@@ -316,7 +318,7 @@ def _column_of_pixel(shape: tuple[int, int, int]) -> np.ndarray:
     if cached is None:
         if len(_COLUMNS) > 8:
             _COLUMNS.clear()
-        cached = np.ascontiguousarray(np.broadcast_to(np.arange(shape[2], dtype=np.intp), shape)).ravel()
+        cached = np.ascontiguousarray(np.broadcast_to(np.arange(shape[2], dtype=np.int32), shape)).ravel()
         cached.setflags(write=False)
         _COLUMNS[shape] = cached
     return cached
