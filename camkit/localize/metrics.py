@@ -322,8 +322,11 @@ class BoxAccuracy(_Counts):
         wsol = self.protocol == "wsolevaluation"
         order_key = None
         if wsol:
-            order_key = prepared * 255  # orders pixels inside a level by their exact value
-            levels = order_key.astype(np.uint8)
+            scaled = prepared * 255
+            levels = scaled.astype(np.uint8)
+            # Orders pixels inside a level by their value: floor(255 m 2^24) >> 24 = q exactly.
+            scaled *= float(1 << 24)
+            order_key = scaled.astype(np.uint32)
             top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
             columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
             num_thresholds = 256
@@ -362,7 +365,7 @@ class BoxAccuracy(_Counts):
         foreground pixels, one pixel outside the hole on every side."""
         batch, height, width = levels.shape
         inverted = 255 - levels  # uint8
-        table = superlevel_components(inverted, 255, connectivity=4, order_key=-order_key,
+        table = superlevel_components(inverted, 255, connectivity=4, order_key=~order_key,
                                       interior_only=True)
         b = table.boxes
         inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < width - 1) & (b[:, 3] < height - 1)
