@@ -341,3 +341,27 @@ def test_nan_maps_become_zeros_under_wsolevaluation():
     assert np.array_equal(prepared[1], np.zeros((16, 16))) and prepared[0].max() == 1.0
     with pytest.raises(InputError):
         prepare_maps(maps, "camkit")
+
+
+def test_camkit_protocol_matches_labelling_every_threshold():
+    """Fast path vs a straightforward per-threshold reference (scipy.ndimage.label)."""
+    maps = smooth_maps(5, size=36, coarse=7, seed=12)
+    rng = np.random.default_rng(12)
+    gt = [np.array([[x, y, x + w, y + h]]) for x, y, w, h in rng.integers(1, 18, size=(5, 4))]
+    thresholds = np.arange(0, 1, 0.02)
+    metric = BoxAccuracy(thresholds)
+    prepared = prepare_maps(maps, "camkit")
+    largest, every = metric.best_ious(prepared, gt)
+    for i in range(5):
+        for j, tau in enumerate(thresholds):
+            labels, count = ndimage.label(prepared[i] > tau, np.ones((3, 3)))
+            boxes = np.array([[s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1]
+                              for s in ndimage.find_objects(labels)]).reshape(-1, 4)
+            if count == 0:
+                assert largest[i, j] == 0.0 and every[i, j] == 0.0
+                continue
+            sizes = np.bincount(labels.ravel())[1:]
+            ties = np.flatnonzero(sizes == sizes.max())
+            chosen = ties[np.lexsort((boxes[ties, 0], boxes[ties, 1]))[0]]
+            assert largest[i, j] == pytest.approx(iou(boxes[chosen:chosen + 1], gt[i]).item())
+            assert every[i, j] == pytest.approx(iou(boxes, gt[i]).max().item())
