@@ -104,36 +104,7 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
                                            need_area=not interior_only)
     a, b, passes = _passes(levels, region, n_regions, region_image, hills, connectivity)
 
-    # The merge tree only depends on a maximum spanning tree of the region graph (pass levels as
-    # weights): keep those few edges, then Kruskal's algorithm over them, highest pass first.
-    # Merge node m joins two components at pass p and exists for thresholds k < p until its own
-    # parent merge.
-    if passes.size:
-        weights = int(passes.max()) + 1 - passes
-        spanning = minimum_spanning_tree(
-            coo_matrix((weights, (a, b)), shape=(n_regions, n_regions)).tocsr()).tocoo()
-        order = np.argsort(spanning.data, kind="stable")
-        a, b = spanning.row[order], spanning.col[order]
-        passes = int(passes.max()) + 1 - spanning.data[order].astype(np.int64)
-    n_merges = passes.size
-    parent = np.full(n_regions + n_merges, -1, np.int64)
-    owner = list(range(n_regions))  # union-find root region -> current tree node
-    union = list(range(n_regions))
-
-    def find(i: int) -> int:
-        while union[i] != i:
-            union[i] = union[union[i]]
-            i = union[i]
-        return i
-
-    merge_children = np.empty((n_merges, 2), np.int64)
-    for m, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
-        ri, rj = find(i), find(j)  # a spanning tree never joins a component to itself
-        merge_children[m] = owner[ri], owner[rj]
-        union[rj] = ri
-        owner[ri] = n_regions + m
-    parent[merge_children.ravel()] = np.repeat(np.arange(n_regions, n_regions + n_merges), 2)
-
+    parent, passes = _merge_tree(a, b, passes, n_regions)
     birth = np.minimum(np.concatenate([region_top, passes]).astype(np.int64), num_thresholds)
     has_parent = parent >= 0
     death = np.zeros_like(birth)
@@ -192,6 +163,43 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
         largest = _largest(images, thresholds, boxes, areas, batch, num_thresholds, height, width)
     return ComponentTable(image=images, threshold=thresholds, boxes=boxes, area=areas,
                           largest=largest, shape=(batch, height, width))
+
+
+def _merge_tree(a: np.ndarray, b: np.ndarray, passes: np.ndarray, n_regions: int):
+    """Parent of every tree node (regions ``0 .. n_regions-1``, then one node per merge; -1 for
+    roots) and the pass level of each merge.
+
+    The merge tree only depends on a maximum spanning tree of the region graph (pass levels as
+    weights): keep those few edges, then run Kruskal's algorithm over them, highest pass first.
+    Merge node m joins two components at pass p; it exists for thresholds k < p until its own
+    parent merge.
+    """
+    if passes.size:
+        weights = int(passes.max()) + 1 - passes
+        spanning = minimum_spanning_tree(
+            coo_matrix((weights, (a, b)), shape=(n_regions, n_regions)).tocsr()).tocoo()
+        order = np.argsort(spanning.data, kind="stable")
+        a, b = spanning.row[order], spanning.col[order]
+        passes = int(passes.max()) + 1 - spanning.data[order].astype(np.int64)
+    n_merges = passes.size
+    owner = list(range(n_regions))  # union-find root region -> current tree node
+    union = list(range(n_regions))
+
+    def find(i: int) -> int:
+        while union[i] != i:
+            union[i] = union[union[i]]
+            i = union[i]
+        return i
+
+    merge_children = np.empty((n_merges, 2), np.int64)
+    for m, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+        ri, rj = find(i), find(j)  # a spanning tree never joins a component to itself
+        merge_children[m] = owner[ri], owner[rj]
+        union[rj] = ri
+        owner[ri] = n_regions + m
+    parent = np.full(n_regions + n_merges, -1, np.int64)
+    parent[merge_children.ravel()] = np.repeat(np.arange(n_regions, n_regions + n_merges), 2)
+    return parent, passes
 
 
 @dataclass
