@@ -29,12 +29,14 @@ from skimage import draw
 
 from camkit.errors import InputError
 
-__all__ = ["SHAPES", "COLOURS", "TEXTURES", "Shapes", "render", "class_names"]
+__all__ = ["SHAPES", "COLOURS", "TEXTURES", "ALL_TEXTURES", "Shapes", "render", "class_names"]
 
 SHAPES: tuple[str, ...] = ("disk", "square", "triangle", "cross")
-TEXTURES: tuple[str, ...] = ("solid", "striped", "checked", "dotted")
+TEXTURES: tuple[str, ...] = ("solid", "striped", "dotted")
+#: Every texture ``texture_pattern`` draws (``TEXTURES`` are the default classes).
+ALL_TEXTURES: tuple[str, ...] = TEXTURES + ("checked",)
 #: Hue (degrees) of each object colour; saturation and value are jittered per object.
-COLOURS: dict[str, float] = {"red": 0.0, "green": 120.0, "blue": 230.0}
+COLOURS: dict[str, float] = {"red": 0.0, "yellow": 58.0, "green": 120.0, "blue": 230.0}
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 DEFAULT_LENGTH: dict[str, int] = {"train": 10000, "val": 1000, "test": 1000}
 
@@ -46,17 +48,21 @@ def class_names(colours: Sequence[str] = tuple(COLOURS), textures: Sequence[str]
 
 
 def texture_pattern(texture: str, x: np.ndarray, y: np.ndarray, period: float) -> np.ndarray:
-    """Where ``texture`` takes its dark shade, at object-frame coordinates ``x``, ``y`` (pixels)."""
+    """Where ``texture`` takes its dark shade, at object-frame coordinates ``x``, ``y`` (pixels).
+
+    ``"striped"``: stripes of width ``period / 2``; ``"dotted"``: dots of radius ``0.3 period`` on
+    a square grid; ``"checked"`` (not a default class): squares of side ``period``.
+    """
     if texture == "solid":
         return np.zeros(np.broadcast(x, y).shape, dtype=bool)
     if texture == "striped":
         return np.floor(2 * x / period).astype(int) % 2 == 1
-    if texture == "checked":
+    if texture == "checked":  # learnt slowly apart from stripes at every angle: not a default class
         return (np.floor(x / period).astype(int) + np.floor(y / period).astype(int)) % 2 == 1
     if texture == "dotted":
         dx, dy = x % period - period / 2, y % period - period / 2
         return dx * dx + dy * dy <= (0.3 * period) ** 2
-    raise InputError(f"unknown texture {texture!r}; known: {TEXTURES}")
+    raise InputError(f"unknown texture {texture!r}; known: {ALL_TEXTURES}")
 
 
 def _paint_texture(canvas: np.ndarray, ys: np.ndarray, xs: np.ndarray, texture: str, colour: np.ndarray,
@@ -135,7 +141,8 @@ def _fragments(canvas: np.ndarray, rng: np.random.Generator, count: int, hues: l
             side = rng.uniform(0.05, 0.1) * size
             r0, c0 = rng.uniform(0, size - side, 2)
             rr, cc = draw.rectangle((r0, c0), extent=(side, side), shape=canvas.shape[:2])
-            _paint_texture(canvas, rr.ravel(), cc.ravel(), TEXTURES[rng.integers(1, len(TEXTURES))], colour, 0.4 * colour,
+            texture = ALL_TEXTURES[rng.integers(1, len(ALL_TEXTURES))]
+            _paint_texture(canvas, rr.ravel(), cc.ravel(), texture, colour, 0.4 * colour,
                            np.array([c0, r0]), rng.uniform(0, np.pi), _period(rng, size))
             continue
         if kind == 0:  # stroke
@@ -217,10 +224,10 @@ class Shapes(torch.utils.data.Dataset):
         if int(size) < 16:
             raise InputError(f"size must be at least 16 pixels, got {size}")
         unknown = ([s for s in shapes if s not in SHAPES] + [c for c in colours if c not in COLOURS]
-                   + [t for t in textures if t not in TEXTURES])
+                   + [t for t in textures if t not in ALL_TEXTURES])
         if unknown or not (shapes and colours and textures):
             raise InputError(f"unknown or no shapes/colours/textures {unknown}; known: {SHAPES}, "
-                             f"{tuple(COLOURS)}, {TEXTURES}")
+                             f"{tuple(COLOURS)}, {ALL_TEXTURES}")
         if not 0 < scale[0] <= scale[1] <= 1:
             raise InputError(f"scale must satisfy 0 < low <= high <= 1, got {scale}")
         self.split, self.size, self.seed = split, int(size), int(seed)

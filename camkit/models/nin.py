@@ -82,9 +82,9 @@ class NiN(nn.Module):
     ``pool``.  ``forward`` returns logits ``(B, num_classes)`` = ``pool(features(x))``.
     """
 
-    def __init__(self, num_classes: int = 12, widths: Sequence[int] = (48, 96, 128),
+    def __init__(self, num_classes: int = 12, widths: Sequence[int] = (24, 48, 96),
                  kernel_sizes: Sequence[int] = (5, 3, 3), *, downsample: int = 2, pool: str = "avg",
-                 dropout: float = 0.25, batch_norm: bool = True, class_relu: bool = False,
+                 dropout: float = 0.1, batch_norm: bool = True, class_relu: bool = False,
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)):
         super().__init__()
         widths, kernel_sizes = tuple(int(w) for w in widths), tuple(int(k) for k in kernel_sizes)
