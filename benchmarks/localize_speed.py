@@ -33,10 +33,11 @@ except ImportError:  # the scipy reference below stands in
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 
 
-def smooth_maps(count: int, size: int = 224, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+def smooth_maps(count: int, size: int = 224, seed: int = 0,
+                coarse_size: int = 14) -> tuple[np.ndarray, list[np.ndarray]]:
     """``count`` maps ``(size, size)`` in [0, 1] and their blob boxes ``(1, 4)``."""
     rng = np.random.default_rng(seed)
-    coarse = torch.from_numpy(rng.random((count, 1, 14, 14)))
+    coarse = torch.from_numpy(rng.random((count, 1, coarse_size, coarse_size)))
     maps = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[:, 0].numpy()
     yy, xx = np.mgrid[:size, :size]
     boxes = []
@@ -128,12 +129,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--step", type=float, default=0.001, help="τ grid step (1000 thresholds)")
+    parser.add_argument("--coarse", type=int, default=14,
+                        help="side of the random map upsampled to 224² (larger = bumpier)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     thresholds = np.arange(0, 1, args.step)
-    maps, gt_boxes = smooth_maps(args.images)
+    maps, gt_boxes = smooth_maps(args.images, coarse_size=args.coarse)
     prepared = prepare_maps(maps, "wsolevaluation")  # 224² already: min-max only, both sides
 
     # Interleave the two sides chunk by chunk so that a change in machine load hits both.
