@@ -37,7 +37,7 @@ from torch import nn
 from camkit.errors import CamkitError, InputError
 
 __all__ = ["run", "main", "markdown_table", "collate", "GuardedDataset", "plan_chunks",
-           "BenchError"]
+           "parse_method_options", "BenchError"]
 
 RESERVED_KEYS = ("config", "totals", "classification", "errors", "run")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -755,6 +755,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image side: shapes default 64, wsolevaluation data default 224")
     p.add_argument("--methods", default="cam,gradcam", help="comma-separated (default: %(default)s)")
     p.add_argument("--layer", default=None, help="dotted layer name (default: the last spatial layer)")
+    p.add_argument("--option", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="an option of one method, e.g. augmented-gradcam:L=32 (repeatable; "
+                        "VALUE is read as JSON when it parses, else as a string)")
     p.add_argument("--out", default="camkit-bench", help="output folder (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -815,6 +818,24 @@ def _dataset_from_args(args, model) -> tuple[Any, list[str] | None]:
     return dataset, None
 
 
+def parse_method_options(specs: Sequence[str], methods: Sequence[str]) -> dict[str, dict]:
+    """``["augmented-gradcam:L=32", ...]`` → ``{"augmented-gradcam": {"L": 32}}``."""
+    options: dict[str, dict] = {}
+    for spec in specs:
+        method, colon, assignment = spec.partition(":")
+        key, equals, text = assignment.partition("=")
+        if not (colon and equals and method and key):
+            raise InputError(f"--option {spec!r}: expected METHOD:KEY=VALUE")
+        if method not in methods:
+            raise InputError(f"--option {spec!r}: {method!r} is not among --methods {list(methods)}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        options.setdefault(method, {})[key] = value
+    return options
+
+
 def _run_from_args(args) -> dict:
     from camkit import methods as registry
     from camkit.models.spec import load_model
@@ -823,6 +844,7 @@ def _run_from_args(args) -> dict:
     unknown = [m for m in methods if m not in registry.available()]
     if unknown:
         raise InputError(f"unknown method(s) {unknown}; available: {registry.available()}")
+    method_options = parse_method_options(args.option, methods)
     torch.manual_seed(args.seed)
     model, names = load_model(args.model, args.weights)
     layer = args.layer
@@ -837,7 +859,8 @@ def _run_from_args(args) -> dict:
     return run(model, dataset, methods=methods, out_dir=args.out, batch_size=args.batch_size,
                workers=args.workers, threshold=args.threshold, class_names=names or data_names,
                seed=args.seed, resume=args.resume, progress=not args.quiet, examples=args.examples,
-               device=args.device, top_k=args.top_k, protocol=args.protocol, layer=layer,
+               device=args.device, method_options=method_options, top_k=args.top_k,
+               protocol=args.protocol, layer=layer,
                chunk_size=args.chunk_size, tau_step=args.tau_step, timeout_s=args.timeout,
                model_id=f"{args.model}:{args.weights}:{args.normalize}:{args.layer}")
 

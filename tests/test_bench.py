@@ -2,10 +2,8 @@
 unreadable images, command-line errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 import camkit
@@ -204,6 +202,16 @@ def test_cli_on_wsol_folder_with_a_corrupt_png(tmp_path, capsys):
 def test_cli_user_errors_are_one_line(tmp_path, capsys):
     assert bench.main(["--model", "nin", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert bench.main(["--model", "nin", "--methods", "nope", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--model", "nin", "--option", "cam:bias", "--out", str(tmp_path)]) == 2
+    assert bench.main(["--model", "nin", "--methods", "cam", "--option", "cam:colour=1",
+                       "--length", "2", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("camkit bench: error:") for line in err)
-    assert "missing" in err[0] and "nope" in err[1]
+    assert len(err) == 4 and all(line.startswith("camkit bench: error:") for line in err)
+    assert "missing" in err[0] and "nope" in err[1] and "METHOD:KEY=VALUE" in err[2]
+    assert "colour" in err[3]
+
+
+def test_method_options_from_the_command_line():
+    assert bench.parse_method_options(["augmented-gradcam:L=32", "augmented-gradcam:solver=fista",
+                                       "cam:bias=true"], ["cam", "augmented-gradcam"]) == \
+        {"augmented-gradcam": {"L": 32, "solver": "fista"}, "cam": {"bias": True}}
