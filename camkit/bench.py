@@ -489,23 +489,24 @@ def run(model: nn.Module, dataset, methods: Sequence[str] = ("cam", "gradcam"),
 
     group, device = setup_distributed(device, timeout_s)
     try:
-        model = model.to(device).eval()
-        config = {
-            "methods": methods, "threshold": float(threshold), "top_k": int(top_k),
-            "protocol": protocol, "tau_step": float(tau_step), "iou_threshold": float(iou_threshold),
-            "seed": int(seed), "batch_size": int(batch_size), "chunk_size": int(chunk_size),
-            "method_options": {m: dict(o) for m, o in (method_options or {}).items() if m in methods},
-            "layer": _layer_name(model, layer),
-            "model": model_id or type(model).__name__, "dataset": _dataset_fingerprint(dataset),
-            "num_images": len(dataset),
-        }
-        fingerprint = hashlib.sha1((_json(config) + _model_fingerprint(model)).encode()).hexdigest()
-        runner = _Runner(model, methods, device, config, layer, method_options)
-        chunks = plan_chunks(len(dataset), chunk_size)
-        mine = [chunk for chunk in chunks if chunk[0] % group.world_size == group.rank]
-        total = runner.new_state()
-        failure, resumed = None, 0
-        try:
+        failure, resumed, mine, total = None, 0, [], None
+        try:  # everything a process can fail at, so that the others hear of it
+            model = model.to(device).eval()
+            config = {
+                "methods": methods, "threshold": float(threshold), "top_k": int(top_k),
+                "protocol": protocol, "tau_step": float(tau_step),
+                "iou_threshold": float(iou_threshold), "seed": int(seed),
+                "batch_size": int(batch_size), "chunk_size": int(chunk_size),
+                "method_options": {m: dict(o) for m, o in (method_options or {}).items() if m in methods},
+                "layer": _layer_name(model, layer),
+                "model": model_id or type(model).__name__, "dataset": _dataset_fingerprint(dataset),
+                "num_images": len(dataset),
+            }
+            fingerprint = hashlib.sha1((_json(config) + _model_fingerprint(model)).encode()).hexdigest()
+            runner = _Runner(model, methods, device, config, layer, method_options)
+            mine = [chunk for chunk in plan_chunks(len(dataset), chunk_size)
+                    if chunk[0] % group.world_size == group.rank]
+            total = runner.new_state()
             pending = []
             for chunk in mine:
                 saved = _load_chunk(out, chunk, fingerprint, runner) if resume else None
