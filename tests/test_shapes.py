@@ -123,3 +123,17 @@ def test_package_exposes_shapes_and_lazily_the_wsol_reader():
     assert {"WSOLDataset", "export_wsol"} <= set(dir(camkit.data))
     pytest.importorskip("camkit.data.wsol")
     assert callable(camkit.data.WSOLDataset) and callable(camkit.data.export_wsol)
+
+
+def test_shapes_round_trip_through_the_wsolevaluation_layout(tmp_path):
+    pytest.importorskip("camkit.data.wsol")
+    data = Shapes("val", size=32, length=6)
+    metadata = camkit.data.export_wsol(data, tmp_path, "val")
+    again = camkit.data.WSOLDataset(metadata, tmp_path / "images", size=None)
+    assert len(again) == 6
+    for i in range(6):
+        original, read = data[i], again[i]
+        assert read["ok"] and read["label"] == original["label"]
+        assert torch.equal(read["boxes"], original["boxes"])
+        # PNG stores 8 bits per channel.
+        torch.testing.assert_close(read["image"], original["image"], atol=1 / 255, rtol=0)

@@ -1,8 +1,8 @@
 """Data sets with localization ground truth.
 
-``Shapes`` (synthetic, :mod:`camkit.data.shapes`) is always available; the wsolevaluation
-reader and writer (``WSOLDataset``, ``export_wsol`` in :mod:`camkit.data.wsol`) are imported on
-first access.
+``Shapes`` (synthetic, :mod:`camkit.data.shapes`) is always available; the public names of the
+wsolevaluation reader and writer (:mod:`camkit.data.wsol`: ``WSOLDataset``, ``export_wsol``,
+``read_metadata`` …) are imported on first access.
 """
 from __future__ import annotations
 
@@ -10,20 +10,29 @@ import importlib
 
 from camkit.data.shapes import Shapes, class_names
 
-__all__ = ["Shapes", "class_names", "WSOLDataset", "export_wsol"]
+__all__ = ["Shapes", "class_names", "WSOLDataset", "WSOLMetadata", "read_metadata", "export_wsol",
+           "resize_box", "collate_wsol"]
 
-_LAZY = {"WSOLDataset": "camkit.data.wsol", "export_wsol": "camkit.data.wsol"}
+_WSOL = "camkit.data.wsol"
+_SUBMODULES = ("shapes", "wsol")
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in ("shapes", "wsol"):
+    if name in _SUBMODULES:
         return importlib.import_module(f"camkit.data.{name}")
+    if not name.startswith("_"):
+        try:
+            wsol = importlib.import_module(_WSOL)
+        except ModuleNotFoundError as error:
+            if error.name != _WSOL:
+                raise
+        else:
+            if name in getattr(wsol, "__all__", ()):
+                value = getattr(wsol, name)
+                globals()[name] = value
+                return value
     raise AttributeError(f"module 'camkit.data' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(__all__))
