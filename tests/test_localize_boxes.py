@@ -203,3 +203,13 @@ def test_component_tree_rejects_bad_levels():
         superlevel_components(np.zeros((1, 4, 4)))
     with pytest.raises(InputError):
         superlevel_components(-np.ones((1, 4, 4), np.int64))
+
+
+def test_component_tree_on_noise_with_many_regions():
+    """Hundreds of regions per image: exercises the index arithmetic of large batches."""
+    rng = np.random.default_rng(8)
+    levels = rng.integers(0, 40, size=(2, 64, 72))
+    table = superlevel_components(levels, 40, 8)
+    for k in (0, 5, 17, 30, 38):
+        for b in range(2):
+            assert np.array_equal(table.boxes_at(k)[b], reference_boxes(levels[b] > k, 8)[0]), (k, b)

@@ -270,6 +270,8 @@ def _ascent_regions(levels, connectivity, fine, order_key=None):
         pointer = jumped
     is_root = pointer == np.arange(peak.size)
     region_of_hill = (np.cumsum(is_root, dtype=np.int32) - 1)[pointer]
+    if is_root.sum() < (1 << 15):
+        region_of_hill = region_of_hill.astype(np.int16)  # half the bytes for every pixel pass
     region = np.repeat(region_of_hill, np.diff(start_index, append=n_pixels))
     hills = _Hills(start=start_index, region=region_of_hill, row=start_index // width,
                    top=levels.ravel()[peak])
@@ -306,7 +308,8 @@ def _region_tables(levels, region, n_regions, hills, table_width, need_area=True
     x0, x1 = extent(column_top.reshape(n_regions, width))
     # Rows: the hills (row runs) already know their highest level.
     row_top = np.zeros(n_regions * height, levels.dtype)
-    np.maximum.at(row_top, hills.region * height + hills.row % height, hills.top.astype(levels.dtype))
+    np.maximum.at(row_top, hills.region.astype(np.intp) * height + hills.row % height,
+                  hills.top.astype(levels.dtype))
     y0, y1 = extent(row_top.reshape(n_regions, height))
     area = None
     if need_area:
