@@ -12,25 +12,33 @@ from camkit.data import Shapes
 
 
 class ColourNet(nn.Module):
-    """A fixed-weight CAM net for Shapes: colour-opponent channels → class maps → GAP.
+    """A fixed-weight CAM net for Shapes: hue detectors → class maps → GAP.
 
-    Class ``c`` (colour ``c // 4``, texture ``c % 4``) reads its colour's channel, weighted
+    Channel ``j`` responds to the chroma of colour ``j`` (its projection on the hue direction
+    ``h_j`` of the opponent plane ``a = R - (G + B) / 2``, ``b = √3 / 2 (G - B)``); class ``c``
+    (colour ``c // T``, texture ``c % T``) reads its colour's channel, weighted
     ``1 + 0.01 · texture`` so the order of classes is deterministic.  It localizes coloured
     pixels (objects and same-coloured fragments): metrics land strictly between 0 and 100.
     """
 
     def __init__(self):
         super().__init__()
-        opponent = torch.full((3, 3), -0.5) + 1.5 * torch.eye(3)   # R - (G+B)/2, ...
-        self.colour = nn.Conv2d(3, 3, 1)
+        from camkit.data.shapes import COLOURS, TEXTURES
+
+        hues = torch.tensor([COLOURS[c] for c in COLOURS], dtype=torch.float32).deg2rad()
+        textures = len(TEXTURES)
+        classes = len(hues) * textures
+        cos, sin = hues.cos(), hues.sin()
+        detectors = torch.stack([cos, -cos / 2 + 0.75 ** 0.5 * sin, -cos / 2 - 0.75 ** 0.5 * sin], 1)
+        self.colour = nn.Conv2d(3, len(hues), 1)
         self.pool = nn.AvgPool2d(4)
-        self.classes = nn.Conv2d(3, 12, 1)
+        self.classes = nn.Conv2d(len(hues), classes, 1)
         with torch.no_grad():
-            self.colour.weight.copy_(opponent[:, :, None, None])
+            self.colour.weight.copy_(detectors[:, :, None, None])
             self.colour.bias.fill_(-0.1)
-            weight = torch.zeros(12, 3)
-            for c in range(12):
-                weight[c, c // 4] = 1 + 0.01 * (c % 4)
+            weight = torch.zeros(classes, len(hues))
+            for c in range(classes):
+                weight[c, c // textures] = 1 + 0.01 * (c % textures)
             self.classes.weight.copy_(weight[:, :, None, None])
             self.classes.bias.zero_()
 
@@ -102,6 +110,31 @@ def test_results_equal_an_independent_localize_computation(shapes, tmp_path):
                       batch_size=4, chunk_size=8, examples=0, progress=False)
     assert {m: {k: v for k, v in again[m].items()} for m in ("cam", "gradcam")} == \
         {m: results[m] for m in ("cam", "gradcam")}
+
+
+def test_wsolevaluation_protocol_and_true_class_maps_outside_the_top_k(shapes, tmp_path):
+    """top_k=2 leaves most true classes out of the explained ones: their maps come from a second
+    explanation; box metrics use the reference protocol (maps at 224², boxes rescaled)."""
+    from camkit.data.wsol import resize_box
+
+    model = ColourNet().eval()
+    results = bench.run(model, shapes, methods=("gradcam",), out_dir=tmp_path, batch_size=6,
+                        top_k=2, protocol="wsolevaluation", examples=0, progress=False)
+    items = [shapes[i] for i in range(12)]
+    images, labels = torch.stack([i["image"] for i in items]), torch.tensor([i["label"] for i in items])
+    top = camkit.explain(model, images, method="gradcam", top_k=2)
+    assert (top.classes == labels[:, None]).any(1).float().mean() < 0.75   # the second path is used
+    known = camkit.explain(model, images, method="gradcam", targets=labels).maps[:, 0]
+    box = camkit.localize.BoxAccuracy(protocol="wsolevaluation")
+    box.update(known, [torch.tensor([resize_box(b, (64, 64), (224, 224)) for b in i["boxes"].tolist()])
+                       for i in items])
+    loc = camkit.localize.LocalizationAccuracy(top_k=2)
+    loc.update(top.boxes(0.2), top.classes, labels, [i["boxes"] for i in items],
+               camkit.localize.boxes(known, 0.2))
+    expected = {**box.result(), **loc.result()}
+    for key in ("max_box_acc", "max_box_acc_v2", "top1_loc", "top5_loc", "gt_known_loc"):
+        assert results["gradcam"][key] == pytest.approx(expected[key], abs=1e-9), key
+    assert 0 < results["gradcam"]["gt_known_loc"] and results["config"]["top_k"] == 2
 
 
 class Interruptible(torch.utils.data.Dataset):
@@ -186,7 +219,7 @@ def test_cli_on_wsol_folder_with_a_corrupt_png(tmp_path, capsys):
     (tmp_path / "wsol" / "images" / "val" / "000002.png").write_bytes(b"not a png")
     model_file = tmp_path / "nin.pt"
     torch.manual_seed(0)
-    camkit.models.save(camkit.models.NiN(12), model_file)
+    camkit.models.save(camkit.models.NiN(len(camkit.data.shapes.class_names())), model_file)
     out = tmp_path / "out"
     code = bench.main(["--model", str(model_file), "--data", str(meta), "--size", "64",
                        "--methods", "gradcam", "--out", str(out), "--batch-size", "3",

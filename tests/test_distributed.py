@@ -23,17 +23,24 @@ WORKER = textwrap.dedent('''
     POISONED = [False]
 
     class ColourNet(nn.Module):
-        """Fixed colour-opponent CAM net (see tests/test_bench.py): non-trivial metrics."""
+        """Fixed hue-detector CAM net (see tests/test_bench.py): non-trivial metrics."""
 
         def __init__(self):
             super().__init__()
-            self.colour, self.pool, self.classes = nn.Conv2d(3, 3, 1), nn.AvgPool2d(4), nn.Conv2d(3, 12, 1)
+            from camkit.data.shapes import COLOURS, TEXTURES
+
+            hues = torch.tensor(list(COLOURS.values()), dtype=torch.float32).deg2rad()
+            textures, classes = len(TEXTURES), len(hues) * len(TEXTURES)
+            cos, sin = hues.cos(), hues.sin()
+            detectors = torch.stack([cos, -cos / 2 + 0.75 ** 0.5 * sin, -cos / 2 - 0.75 ** 0.5 * sin], 1)
+            self.colour, self.pool = nn.Conv2d(3, len(hues), 1), nn.AvgPool2d(4)
+            self.classes = nn.Conv2d(len(hues), classes, 1)
             with torch.no_grad():
-                self.colour.weight.copy_((torch.full((3, 3), -0.5) + 1.5 * torch.eye(3))[:, :, None, None])
+                self.colour.weight.copy_(detectors[:, :, None, None])
                 self.colour.bias.fill_(-0.1)
-                weight = torch.zeros(12, 3)
-                for c in range(12):
-                    weight[c, c // 4] = 1 + 0.01 * (c % 4)
+                weight = torch.zeros(classes, len(hues))
+                for c in range(classes):
+                    weight[c, c // textures] = 1 + 0.01 * (c % textures)
                 self.classes.weight.copy_(weight[:, :, None, None])
                 self.classes.bias.zero_()
 
