@@ -131,20 +131,21 @@ def _snap(coords: torch.Tensor) -> torch.Tensor:
     return torch.where((coords - nearest).abs() < _SNAP, nearest, coords)
 
 
-def _bilinear_taps(src_x: torch.Tensor, src_y: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The 4 bilinear taps of every sample: source rows, columns (long) and weights (float64),
-    each ``(..., 4)``; taps outside the grid get weight 0 and a clamped (valid) index."""
+def _bilinear_taps(src_x: torch.Tensor, src_y: torch.Tensor, size, dtype=torch.float64
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 4 bilinear taps of every sample: flat source index ``row·M + col`` (int32 when it fits)
+    and weight, each ``(..., 4)``; taps outside the grid get weight 0 and a clamped (valid) index."""
     n, m = size
-    x0 = src_x.floor()
-    y0 = src_y.floor()
-    fx = src_x - x0
-    fy = src_y - y0
-    xs = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
-    ys = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
-    weights = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
-    inside = (xs >= 0) & (xs <= m - 1) & (ys >= 0) & (ys <= n - 1)
-    weights = torch.where(inside, weights, torch.zeros_like(weights))
-    return ys.clamp(0, n - 1).long(), xs.clamp(0, m - 1).long(), weights
+    x0, y0 = src_x.floor(), src_y.floor()
+    fx, fy = (src_x - x0).to(dtype), (src_y - y0).to(dtype)
+    weight_x = ((1 - fx) * ((x0 >= 0) & (x0 <= m - 1)), fx * ((x0 >= -1) & (x0 <= m - 2)))
+    weight_y = ((1 - fy) * ((y0 >= 0) & (y0 <= n - 1)), fy * ((y0 >= -1) & (y0 <= n - 2)))
+    index_dtype = torch.int32 if n * m < 2**31 else torch.long
+    cols = [(x0 + d).clamp_(0, m - 1).to(index_dtype) for d in (0, 1)]
+    rows = [(y0 + d).clamp_(0, n - 1).to(index_dtype) * m for d in (0, 1)]
+    index = torch.stack([rows[dy] + cols[dx] for dy in (0, 1) for dx in (0, 1)], dim=-1)
+    weights = torch.stack([weight_y[dy] * weight_x[dx] for dy in (0, 1) for dx in (0, 1)], dim=-1)
+    return index, weights
 
 
 def _csr(crow, col, val, shape) -> torch.Tensor:
@@ -185,10 +186,10 @@ class RotoTranslation:
         self.num_transforms = angles.shape[0]
         n, m = self.size
         src_x, src_y = warp_coordinates(angles, shifts, self.size, inverse=inverse)
-        rows, cols, weights = _bilinear_taps(src_x, src_y, self.size)
+        index, weights = _bilinear_taps(src_x, src_y, self.size, dtype)
         count = self.num_transforms * n * m
-        crow = torch.arange(0, 4 * count + 1, 4)
-        self.matrix = _csr(crow, (rows * m + cols).flatten(), weights.flatten().to(dtype), (count, n * m)).to(device)
+        crow = torch.arange(0, 4 * count + 1, 4, dtype=torch.int32 if 4 * count < 2**31 else torch.long)
+        self.matrix = _csr(crow, index.view(-1), weights.view(-1), (count, n * m)).to(device)
         self._transposed = None
         self._block_diagonal = None
 
@@ -205,8 +206,8 @@ class RotoTranslation:
             raise InputError(f"expected (..., {self.num_transforms}, {n}, {m}) input, got {tuple(x.shape)}")
         if self._block_diagonal is None:
             crow = self.matrix.crow_indices()
-            offsets = torch.arange(self.num_transforms, device=crow.device).repeat_interleave(4 * n * m) * (n * m)
-            col = self.matrix.col_indices().long() + offsets
+            col = self.matrix.col_indices().view(self.num_transforms, -1).long()
+            col = (col + torch.arange(self.num_transforms, device=col.device)[:, None] * (n * m)).view(-1)
             count = self.num_transforms * n * m
             self._block_diagonal = _csr(crow, col, self.matrix.values(), (count, count))
         columns = x.reshape(-1, self.num_transforms * n * m).t().to(self.matrix.dtype).contiguous()
