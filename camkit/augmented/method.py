@@ -117,8 +117,8 @@ class AugmentedGradCAM(Method):
         for start in range(1, self.L, per_batch):
             stop = min(self.L, start + per_batch)
             count = stop - start
-            warp = RotoTranslation(angles[start:stop], shifts[start:stop], images.shape[-2:],
-                                   device=images.device, dtype=images.dtype)
+            warp = RotoTranslation(angles[start:stop], shifts[start:stop], images.shape[-2:], device=images.device,
+                                   dtype=images.dtype if images.dtype == torch.float64 else torch.float32)
             copies = warp(images).transpose(1, 2).reshape(batch * count, *images.shape[1:])  # image-major
             sub = Session(session.model, copies, session.layers, session.classes.repeat_interleave(count, 0),
                           None, session.output_fn, session.head_spec)
