@@ -10,7 +10,8 @@ differs), then reports on validation images: top-1 accuracy (``--val-length``) a
 (``camkit.explain(method="cam")`` for the true class: ReLU, bilinear upsampling to the image,
 min-max normalisation; ``camkit.localize.boxes``: pixels > τ·max, largest 8-connected component,
 its box; correct when IoU >= 0.5 with the GT box) on the
-first ``--loc-length`` images, τ = 0.2 (plus a τ sweep).  ``--evaluate FILE ...`` only measures
+first ``--loc-length`` images, τ = 0.2 (plus a τ sweep), and MaxBoxAcc / MaxBoxAccV2
+(``camkit.localize.BoxAccuracy``, camkit protocol, at the image resolution).  ``--evaluate FILE ...`` only measures
 existing model files.  ``--ship`` copies the GAP model to
 ``camkit/models/weights/nin-shapes.pt``.  Results go to ``--report`` as JSON.
 """
@@ -51,6 +52,10 @@ def localization(model: NiN, data: Shapes, n: int, thresholds=(0.1, 0.15, 0.2, 0
         pred = camkit.localize.boxes(maps, threshold=t)[:, 0]
         overlap = camkit.localize.iou(pred, gt).diagonal()
         result[f"gt_known_loc@{t}"] = 100.0 * (overlap >= 0.5).double().mean().item()
+    box_accuracy = camkit.localize.BoxAccuracy()  # τ grid 0.00..0.99, δ in {0.3, 0.5, 0.7}
+    box_accuracy.update(maps[:, 0], [it["boxes"] for it in items])
+    scores = box_accuracy.result()
+    result["max_box_acc"], result["max_box_acc_v2"] = scores["max_box_acc"], scores["max_box_acc_v2"]
     peak = maps[:, 0].flatten(1).argmax(1)
     py, px = peak // maps.shape[-1], peak % maps.shape[-1]
     inside = (px >= gt[:, 0]) & (px <= gt[:, 2]) & (py >= gt[:, 1]) & (py <= gt[:, 3])
