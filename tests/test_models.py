@@ -109,6 +109,10 @@ def test_get_says_clearly_when_weights_cannot_be_fetched(monkeypatch):
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
     with pytest.raises(WeightsError, match=r"could not fetch torchvision weights .*resnet18.*weights=None"):
         get("resnet18-gap", num_classes=3, weights="DEFAULT")
+    with pytest.raises(WeightsError, match="could not fetch"):
+        get("resnet18", num_classes=3, weights="IMAGENET1K_V1")
+    with pytest.raises(InputError, match="unknown weights 'IMAGENET9K'"):
+        get("resnet18", weights="IMAGENET9K")
 
 
 def test_save_load_round_trip(tmp_path):

@@ -38,16 +38,23 @@ def available() -> list[str]:
 def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
     import torchvision
 
-    kwargs = {"init_weights": True} if name == "googlenet" and weights is None else {}
-    if name == "googlenet" and weights is None:
-        kwargs["aux_logits"] = False
+    kwargs = {}
+    if weights is None:
+        if name == "googlenet":
+            kwargs = {"init_weights": True, "aux_logits": False}
+    else:
+        try:
+            weights = torchvision.models.get_model_weights(name)[weights] if isinstance(weights, str) else weights
+        except KeyError:
+            known = [w.name for w in torchvision.models.get_model_weights(name)]
+            raise InputError(f"unknown weights {weights!r} for {name!r}; torchvision has {known + ['DEFAULT']}") from None
     try:
         model = torchvision.models.get_model(name, weights=weights, **kwargs)
-    except (OSError, RuntimeError, ValueError) as error:  # URLError is an OSError
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a corrupt download a RuntimeError
         if weights is None:
             raise
         raise WeightsError(
-            f"could not fetch torchvision weights {weights!r} for {name!r}: {error}. "
+            f"could not fetch torchvision weights {str(weights)!r} for {name!r}: {error}. "
             "Download them on a machine with network access into the torch hub cache "
             f"({torch.hub.get_dir()}/checkpoints) and copy them here, or pass weights=None for "
             "random initialisation.") from error
