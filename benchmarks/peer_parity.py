@@ -111,9 +111,8 @@ def main() -> None:
     layer = dict(model.named_modules())[args.layer]
     names = args.methods or ["cam", "gradcam"] + [m for m in camkit.methods.available() if m not in ("cam", "gradcam")]
     print(f"{args.model} (random weights), layer {args.layer}, B={args.batch}, {args.size}x{args.size}, classes {classes.tolist()}")
-    print(f"| method | peer | camkit options | max abs diff | correlation | camkit s | peer s |")
-    print(f"| --- | --- | --- | --- | --- | --- | --- |")
-    rows = []
+    print("| method | peer | camkit options | max abs diff | correlation | camkit s | peer s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in names:
         for peer in ("grad-cam", "torchcam"):
             options = (GRADCAM_OPTIONS if peer == "grad-cam" else TORCHCAM_OPTIONS).get(name, {})
@@ -132,7 +131,6 @@ def main() -> None:
             ours = e.maps[:, 0] if peer == "grad-cam" else normalize_maps(e.raw[:, 0])
             diff, corr = compare(ours, theirs, either_sign=name.startswith("eigen"))
             shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
-            rows.append((name, peer, diff, corr))
             print(f"| {name} | {peer} | {shown} | {diff:.2e} | {corr:.6f} | {ours_time:.2f} | {peer_time:.2f} |", flush=True)
     # smoothing options against pytorch-grad-cam's eigen_smooth
     for name in ("gradcam", "gradcam++", "layercam"):
