@@ -97,21 +97,20 @@ def _gradient(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return h[1:] - h[:-1], h[:, 1:] - h[:, :-1]
 
 
-def _gradient_adjoint(dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """``∇ᵀ(dy, dx)`` (minus the divergence), ``(N, M, B)``."""
-    out = torch.zeros(dy.shape[0] + 1, dx.shape[1] + 1, dy.shape[2], dtype=dy.dtype, device=dy.device)
-    out[:-1] -= dy
-    out[1:] += dy
-    out[:, :-1] -= dx
-    out[:, 1:] += dx
-    return out
+def _add_gradient_adjoint(out: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, alpha: float = 1.0) -> None:
+    """``out += alpha · ∇ᵀ(dy, dx)`` (minus the divergence) in place; ``out`` is ``(N, M, B)``."""
+    out[:-1].sub_(dy, alpha=alpha)
+    out[1:].add_(dy, alpha=alpha)
+    out[:, :-1].sub_(dx, alpha=alpha)
+    out[:, 1:].add_(dx, alpha=alpha)
 
 
 def _objective(residual, dy, dx, h, lam_tv, mu) -> torch.Tensor:
     """Per-column objective ``(B,)`` from the residual ``P h - g`` and the differences of ``h``."""
-    data = 0.5 * residual.square().sum(0)
-    tv = dy.abs().sum((0, 1)) + dx.abs().sum((0, 1))
-    return data + lam_tv * tv + 0.5 * mu * h.square().sum(0)
+    norm = torch.linalg.vector_norm
+    data = 0.5 * norm(residual, dim=0).square()
+    tv = norm(dy, 1, dim=(0, 1)) + norm(dx, 1, dim=(0, 1))
+    return data + lam_tv * tv + 0.5 * mu * norm(h, dim=0).square()
 
 
 def _validate(cams, angles, shifts, size):
@@ -221,14 +220,13 @@ def _subgradient(model, views, size, lam_tv, mu, iters, tol, step):
     lipschitz = model.norm_bound() + mu
     tracker = _Tracker(h, iters, tol)
     for k in range(iters + 1):
-        residual = model.forward(h) - views
-        grid = h.view(n, m, batch)
-        dy, dx = _gradient(grid)
+        residual = model.forward(h).sub_(views)
+        dy, dx = _gradient(h.view(n, m, batch))
         if tracker.update(h, _objective(residual, dy, dx, h, lam_tv, mu)) or k == iters:
             break
-        direction = model.adjoint(residual)
-        direction += (lam_tv * _gradient_adjoint(dy.sign(), dx.sign()) + mu * grid).view(n * m, batch)
-        h = h - (step / (lipschitz * math.sqrt(k + 1))) * direction
+        direction = model.adjoint(residual).add_(h, alpha=mu)
+        _add_gradient_adjoint(direction.view(n, m, batch), dy.sign_(), dx.sign_(), alpha=lam_tv)
+        h.add_(direction, alpha=-step / (lipschitz * math.sqrt(k + 1)))
     return tracker.result(size)
 
 
@@ -245,17 +243,17 @@ def _primal_dual(model, views, size, lam_tv, mu, iters, tol, step):
     dual_y = torch.zeros(n - 1, m, batch, dtype=views.dtype, device=views.device)
     dual_x = torch.zeros(n, m - 1, batch, dtype=views.dtype, device=views.device)
     tracker = _Tracker(h, iters, tol)
-    residual = model.forward(h) - views
+    residual = model.forward(h).sub_(views)
     dy, dx = _gradient(h.view(n, m, batch))
     for k in range(iters + 1):
         if tracker.update(h, _objective(residual, dy, dx, h, lam_tv, mu)) or k == iters:
             break
-        gradient = model.adjoint(residual) + mu * h
-        gradient += _gradient_adjoint(dual_y, dual_x).view(n * m, batch)
-        h = h - tau * gradient
+        gradient = model.adjoint(residual).add_(h, alpha=mu)
+        _add_gradient_adjoint(gradient.view(n, m, batch), dual_y, dual_x)
+        h.add_(gradient, alpha=-tau)
         new_dy, new_dx = _gradient(h.view(n, m, batch))
-        dual_y = (dual_y + sigma * (2 * new_dy - dy)).clamp_(-lam_tv, lam_tv)
-        dual_x = (dual_x + sigma * (2 * new_dx - dx)).clamp_(-lam_tv, lam_tv)
+        dual_y.add_(new_dy, alpha=2 * sigma).sub_(dy, alpha=sigma).clamp_(-lam_tv, lam_tv)
+        dual_x.add_(new_dx, alpha=2 * sigma).sub_(dx, alpha=sigma).clamp_(-lam_tv, lam_tv)
         dy, dx = new_dy, new_dx
-        residual = model.forward(h) - views
+        residual = model.forward(h).sub_(views)
     return tracker.result(size)
