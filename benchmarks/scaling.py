@@ -11,8 +11,8 @@ rank 0: from the start of ``run`` to the gathered results, so it includes waitin
 slowest rank), the speed-ups, and whether every configuration produced the same
 ``results.json`` numbers.
 
-    .venv/bin/python benchmarks/scaling.py                       # this 2-core machine
-    .venv/bin/python benchmarks/scaling.py --processes 1,2,4,8 --threads 1,8 --length 2000
+    .venv/bin/python benchmarks/scaling.py                       # this 2-core machine (~4 min)
+    .venv/bin/python benchmarks/scaling.py --processes 1,2,4,8 --threads 1,8 --length 8000
     .venv/bin/python benchmarks/scaling.py --device cuda --processes 1 --threads 1   # NCCL path
 
 The model is the shipped ``nin-shapes`` when its weights are present, else a seeded random
@@ -58,9 +58,9 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", default="1,2", help="process counts (default: %(default)s)")
     parser.add_argument("--threads", default="1,2",
                         help="thread counts of the 1-process baselines (default: %(default)s)")
-    parser.add_argument("--length", type=int, default=480, help="shapes images (default: %(default)s)")
+    parser.add_argument("--length", type=int, default=4000, help="shapes images (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--chunk-size", type=int, default=64)
+    parser.add_argument("--chunk-size", type=int, default=64, help="images per chunk (default: %(default)s)")
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
