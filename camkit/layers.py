@@ -145,7 +145,7 @@ def _structure_key(model: nn.Module, images: torch.Tensor, extra: object = None)
     return (tuple(images.shape[1:]), images.dtype, images.device.type, tuple(map(id, model.modules())), extra)
 
 
-def find_default_layer(model: nn.Module, images: torch.Tensor, run: Callable | None = None) -> str:
+def find_default_layer(model: nn.Module, images: torch.Tensor) -> str:
     """Name of the last module to finish whose output on ``images[:1]`` is ``(1, C, h, w)``, ``h·w > 1``.
 
     Modules that only pass their input through (Identity, eval Dropout, a pool to the same size) are

@@ -52,6 +52,12 @@ def render() -> str:
             kind = "class" if inspect.isclass(obj) else "def"
             lines.append(f"- **`{name}{signature(obj)}`** ({kind}) — {first_paragraph(obj)}")
         lines.append("")
+        if module_name == "camkit.methods":
+            lines += ["Registered methods (`explain(method=NAME, **options)`):", ""]
+            for method in module.available():
+                cls = module._REGISTRY[method]
+                lines.append(f"- **`{method}`** `{cls.__name__}{signature(cls)}` — {first_paragraph(cls)}")
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -76,7 +76,7 @@ def test_unknown_model_and_method_are_one_line_errors(image_files, tmp_path):
     assert bad_method.returncode == 2 and "did you mean gradcam" in bad_method.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "explain", "train"])
+@pytest.mark.parametrize("command", ["demo", "explain", "bench", "train"])
 def test_help_for_every_command(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr

@@ -24,3 +24,11 @@ def test_code_examples_run(page, tmp_path, monkeypatch):
             exec(compile(code, f"{page.name}[block {number}]", "exec"), namespace)
         except Exception as error:  # pragma: no cover - the message is the point
             raise AssertionError(f"{page.name}, python block {number} fails: {error!r}\n{code}") from error
+
+
+def test_api_reference_is_current():
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, str(ROOT / "docs" / "gen_api.py"), "--check"])
+    assert check.returncode == 0, "docs/api.md is stale: run python docs/gen_api.py"
