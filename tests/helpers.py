@@ -47,3 +47,39 @@ def small_cnn(classes: int = 5, seed: int = 0) -> SmallCNN:
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
     return model
+
+
+class ColourNet(nn.Module):
+    """A fixed-weight CAM net for Shapes: hue detectors → class maps → GAP.
+
+    Channel ``j`` responds to the chroma of colour ``j`` (its projection on the hue direction
+    ``h_j`` of the opponent plane ``a = R - (G + B) / 2``, ``b = √3 / 2 (G - B)``); class ``c``
+    (colour ``c // T``, texture ``c % T``) reads its colour's channel, weighted
+    ``1 + 0.01 · texture`` so the order of classes is deterministic.  It localizes coloured
+    pixels (objects and same-coloured fragments): metrics land strictly between 0 and 100.
+    """
+
+    def __init__(self):
+        super().__init__()
+        from camkit.data.shapes import COLOURS, TEXTURES
+
+        hues = torch.tensor([COLOURS[c] for c in COLOURS], dtype=torch.float32).deg2rad()
+        textures = len(TEXTURES)
+        classes = len(hues) * textures
+        cos, sin = hues.cos(), hues.sin()
+        detectors = torch.stack([cos, -cos / 2 + 0.75 ** 0.5 * sin, -cos / 2 - 0.75 ** 0.5 * sin], 1)
+        self.colour = nn.Conv2d(3, len(hues), 1)
+        self.pool = nn.AvgPool2d(4)
+        self.classes = nn.Conv2d(len(hues), classes, 1)
+        with torch.no_grad():
+            self.colour.weight.copy_(detectors[:, :, None, None])
+            self.colour.bias.fill_(-0.1)
+            weight = torch.zeros(classes, len(hues))
+            for c in range(classes):
+                weight[c, c // textures] = 1 + 0.01 * (c % textures)
+            self.classes.weight.copy_(weight[:, :, None, None])
+            self.classes.bias.zero_()
+
+    def forward(self, x):
+        maps = self.classes(self.pool(torch.relu(self.colour(x))))
+        return maps.mean(dim=(2, 3))

@@ -20,34 +20,17 @@ WORKER = textwrap.dedent('''
     from camkit.data import Shapes
 
     out, length, poison_at, log = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    TESTS = %r
     POISONED = [False]
 
-    class ColourNet(nn.Module):
-        """Fixed hue-detector CAM net (see tests/test_bench.py): non-trivial metrics."""
+    sys.path.insert(0, TESTS)
+    from helpers import ColourNet as HueNet
 
-        def __init__(self):
-            super().__init__()
-            from camkit.data.shapes import COLOURS, TEXTURES
-
-            hues = torch.tensor(list(COLOURS.values()), dtype=torch.float32).deg2rad()
-            textures, classes = len(TEXTURES), len(hues) * len(TEXTURES)
-            cos, sin = hues.cos(), hues.sin()
-            detectors = torch.stack([cos, -cos / 2 + 0.75 ** 0.5 * sin, -cos / 2 - 0.75 ** 0.5 * sin], 1)
-            self.colour, self.pool = nn.Conv2d(3, len(hues), 1), nn.AvgPool2d(4)
-            self.classes = nn.Conv2d(len(hues), classes, 1)
-            with torch.no_grad():
-                self.colour.weight.copy_(detectors[:, :, None, None])
-                self.colour.bias.fill_(-0.1)
-                weight = torch.zeros(classes, len(hues))
-                for c in range(classes):
-                    weight[c, c // textures] = 1 + 0.01 * (c % textures)
-                self.classes.weight.copy_(weight[:, :, None, None])
-                self.classes.bias.zero_()
-
+    class ColourNet(HueNet):
         def forward(self, x):
             if POISONED[0]:
                 raise RuntimeError("injected failure")
-            return self.classes(self.pool(torch.relu(self.colour(x)))).mean(dim=(2, 3))
+            return super().forward(x)
 
     class Logged(torch.utils.data.Dataset):
         fingerprint = "logged-shapes"
@@ -78,7 +61,7 @@ WORKER = textwrap.dedent('''
 
 def _launch(tmp_path, processes, out, length, poison_at, log):
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script.write_text(WORKER % os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     command = [sys.executable]
