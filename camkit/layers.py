@@ -40,9 +40,19 @@ class Head:
     pool: str  # "avg" or "max"
     activation: str | None  # None or "relu"
 
+    def features(self, activations: torch.Tensor) -> torch.Tensor:
+        """``act(A)``: what the head pools, (B, C, h, w)."""
+        return F.relu(activations) if self.activation == "relu" else activations
+
+    def class_weights(self, classes: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
+        """Rows ``W_c`` of the explained classes, (B, K) → (B, K, C); one-hot for identity heads."""
+        if self.weight is None:
+            return F.one_hot(classes, channels).to(like)
+        return self.weight.detach().to(like)[classes]
+
     def class_maps(self, activations: torch.Tensor, classes: torch.Tensor, bias: bool = False) -> torch.Tensor:
         """CAM ``M_c(x, y) = Σ_k W_ck act(A)_k(x, y) [+ b_c]``: activations (B, C, h, w), classes (B, K) → (B, K, h, w)."""
-        features = F.relu(activations) if self.activation == "relu" else activations
+        features = self.features(activations)
         if self.weight is None:
             index = classes[:, :, None, None].expand(-1, -1, *features.shape[-2:])
             return features.gather(1, index)

@@ -28,5 +28,16 @@ class CAM(Method):
     def combine(self, activations: torch.Tensor, gradients, session: Session, layer: str) -> torch.Tensor:
         return session.head(layer).class_maps(activations, session.classes.clamp_min(0), bias=self.bias)
 
+    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
+        """``{layer: W_ck act(A)_k}`` (B, K, C, h, w), whose channel sum is the CAM (without bias)."""
+        result = session.forward(gradients=False)
+        stacks = {}
+        for name, activations in result.activations.items():
+            head = session.head(name)
+            features = head.features(activations)
+            weights = head.class_weights(session.classes.clamp_min(0), features.shape[1], features)
+            stacks[name] = weights[..., None, None] * features[:, None]
+        return stacks
+
     def __repr__(self) -> str:
         return f"CAM(bias={self.bias})"

@@ -24,3 +24,11 @@ class GradCAM(Method):
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor, session: Session, layer: str) -> torch.Tensor:
         weights = gradients.mean(dim=(3, 4))  # (B, K, C)
         return torch.einsum("bkc,bchw->bkhw", weights, activations)
+
+    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
+        """``{layer: α_k A_k}`` (B, K, C, h, w), whose channel sum is the Grad-CAM before ReLU."""
+        result = session.forward(gradients=True)
+        return {
+            name: result.gradients[name].mean((3, 4))[..., None, None] * activations[:, None]
+            for name, activations in result.activations.items()
+        }

@@ -69,33 +69,10 @@ class ElementwiseMethod(Method):
 def weighted_maps_of(method: Method, session: Session) -> dict[str, torch.Tensor]:
     """``{layer: (B, K, C, h, w)}`` weighted activations of ``method``, whose channel sum is its map.
 
-    Works for every method of this family and for the core's CAM (classifier rows, on the head's
-    activation of A) and Grad-CAM (mean gradients).
+    Every method that exposes ``weighted_maps`` qualifies: this family, CAM and Grad-CAM.
     """
     if hasattr(method, "weighted_maps"):
         return method.weighted_maps(session)
-    from camkit.methods.cam import CAM
-    from camkit.methods.gradcam import GradCAM
-
-    if isinstance(method, GradCAM):
-        result = session.forward(gradients=True)
-        return {
-            name: result.gradients[name].mean((3, 4))[..., None, None] * acts[:, None]
-            for name, acts in result.activations.items()
-        }
-    if isinstance(method, CAM):
-        result = session.forward(gradients=False)
-        out = {}
-        for name, acts in result.activations.items():
-            head = session.head(name)
-            features = torch.relu(acts) if head.activation == "relu" else acts
-            classes = session.classes.clamp_min(0)
-            if head.weight is None:  # identity head: the class channel itself
-                onehot = torch.nn.functional.one_hot(classes, features.shape[1]).to(features)
-                out[name] = onehot[..., None, None] * features[:, None]
-            else:
-                out[name] = head.weight.detach().to(features)[classes][..., None, None] * features[:, None]
-        return out
     raise InputError(
         f"eigen smoothing needs a method whose map is a sum over channels of weighted activations; "
         f"{method.name or type(method).__name__!r} does not expose them"
