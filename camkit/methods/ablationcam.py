@@ -7,7 +7,7 @@ import torch
 from camkit.errors import InputError
 from camkit.methods import register
 from camkit.methods.base import Session
-from camkit.methods.weighted import ChannelWeightMethod, chunk_size, scores_of_stack
+from camkit.methods.weighted import ChannelWeightMethod, chunk_size
 
 
 @register("ablationcam")
@@ -52,7 +52,7 @@ class AblationCAM(ChannelWeightMethod):
             for start in range(0, c, n):
                 ablated[:] = range(start, min(start + n, c))
                 inputs = images[None].expand(len(ablated), *images.shape)
-                scores.append(scores_of_stack(session, inputs))
+                scores.append(session.scores_of(inputs))
         finally:
             handle.remove()
         ablated_scores = torch.cat(scores).permute(1, 2, 0)  # (B, K, C)

@@ -91,16 +91,28 @@ class Session:
             self.first = result
         return result
 
-    def scores_of(self, images: torch.Tensor) -> torch.Tensor:
-        """Scores (B', K) of the explained classes for other images (no hooks, no graph), e.g. masked copies."""
+    def scores_of(self, variants: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
+        """Scores (n, B, K) of the explained classes for n variants of each image, (n, B, 3, H, W).
+
+        One batched forward of n·B images, no hooks, no graph (masked or noisy copies).  Class
+        targets are gathered from the logits (or their softmax with ``probabilities=True``);
+        callable targets are applied to each block of B outputs, so per-image targets such as a
+        segmentation mask stay aligned with their image.
+        """
         if self.resolved is None:
             raise RuntimeError("scores_of needs the explained classes: run forward() first")
+        n, b = variants.shape[:2]
         with torch.no_grad():
-            output = self.select(self.model(images))
-            classes = self.resolved.classes
-            if images.shape[0] != classes.shape[0] and output.dim() == 2:
-                raise InputError("scores_of needs one image per explained image")
-            return self.resolved.scorer(output).float()
+            output = self.select(self.model(variants.flatten(0, 1))).float()
+        classes = self.resolved.classes
+        if output.dim() == 2 and bool((classes >= 0).all()):
+            if probabilities:
+                output = output.softmax(-1)
+            return output.view(n, b, -1).gather(2, classes[None].expand(n, -1, -1).to(output.device))
+        if probabilities:
+            raise InputError("probability weighting needs class targets on a (B, num_classes) output")
+        blocks = output.view(n, b, *output.shape[1:])
+        return torch.stack([self.resolved.scorer(block).float() for block in blocks])
 
     def _checked_activations(self, outputs: dict[str, object]) -> dict[str, torch.Tensor]:
         checked = {}

@@ -14,7 +14,7 @@ from camkit.errors import InputError
 from camkit.maps import normalize_maps
 from camkit.methods import register
 from camkit.methods.base import Session
-from camkit.methods.weighted import ChannelWeightMethod, chunk_size, scores_of_stack
+from camkit.methods.weighted import ChannelWeightMethod, chunk_size
 
 __all__ = ["ScoreCAM", "SSCAM", "ISCAM", "channel_masks"]
 
@@ -57,7 +57,7 @@ class _MaskedScoreMethod(ChannelWeightMethod):
         raise NotImplementedError
 
     def _score(self, session: Session, masks: torch.Tensor) -> torch.Tensor:
-        return scores_of_stack(session, masks * session.images[None], self.weighting == "probability")
+        return session.scores_of(masks * session.images[None], self.weighting == "probability")
 
     def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
         images = session.images

@@ -98,27 +98,6 @@ def first_component(weighted: torch.Tensor) -> torch.Tensor:
     return (projection * sign).reshape(*lead, h, w)
 
 
-def scores_of_stack(session: Session, inputs: torch.Tensor, probabilities: bool = False) -> torch.Tensor:
-    """Scores (n, B, K) of the explained classes for n variants of each of the B images, (n, B, 3, H, W).
-
-    One batched forward of n·B images (no graph).  Class targets are gathered from the logits (or
-    their softmax with ``probabilities=True``); callable targets are applied to each block of B
-    outputs, so per-image targets such as a segmentation mask keep lining up with their image.
-    """
-    n, b = inputs.shape[:2]
-    with torch.no_grad():
-        output = session.select(session.model(inputs.flatten(0, 1))).float()
-    classes = session.classes
-    if output.dim() == 2 and bool((classes >= 0).all()):
-        if probabilities:
-            output = output.softmax(-1)
-        return output.view(n, b, -1).gather(2, classes[None].expand(n, -1, -1).to(output.device))
-    if probabilities:
-        raise InputError("probability weighting needs class targets on a (B, num_classes) output")
-    blocks = output.view(n, b, *output.shape[1:])
-    return torch.stack([session.resolved.scorer(block).float() for block in blocks])
-
-
 def chunk_size(batch: int, image: torch.Tensor, batch_size: int, memory_budget: int | None) -> int:
     """How many variants of the whole batch of ``batch`` images one forward takes (at least 1).
 
