@@ -195,7 +195,7 @@ def main(argv=None) -> None:
     times = time_cases(cases, images, classes, args.repeats)
     forward = times["no-grad forward"]
     print(f"{args.model}, B={args.batch}, {args.size}², CPU threads={torch.get_num_threads()}, median of {args.repeats}")
-    print(f"| case | time (s) | ÷ no-grad forward |\n|---|---|---|")
+    print("| case | time (s) | ÷ no-grad forward |\n|---|---|---|")
     for name, seconds in times.items():
         print(f"| {name} | {seconds:.3f} | {seconds / forward:.2f} |")
     print(f"\ncamkit top-5 ÷ top-1 Grad-CAM: {times['camkit gradcam top-5'] / times['camkit gradcam']:.2f}")

@@ -37,7 +37,7 @@ def test_registered_and_maps_at_input_resolution():
 def test_copies_are_batched_grad_cams_of_the_warped_images():
     model, images = _model(), _images()
     method = AugmentedGradCAM(**OPTIONS)
-    with camkit.Explainer(model, method=method, layer="7") as ex:
+    with camkit.Explainer(model, method=method, layer="7"):
         classes = camkit.explain(model, images, layer="7").classes
         session = camkit.methods.Session(model, images, {"7": model[7]}, classes)
         first = {k: torch.relu(v) for k, v in method.base(session).items()}

@@ -1,5 +1,4 @@
 """Every ```python block of README.md and docs/*.md runs, in order, one namespace per file."""
-import os
 import re
 from pathlib import Path
 

@@ -6,7 +6,7 @@ from scipy import ndimage
 
 import camkit
 from camkit.data import Shapes
-from camkit.data.shapes import COLOURS, SHAPES, TEXTURES, render, texture_pattern
+from camkit.data.shapes import COLOURS, TEXTURES, render, texture_pattern
 from camkit.errors import InputError
 
 

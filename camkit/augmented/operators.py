@@ -18,7 +18,6 @@ All operators are checked by the dot-product test ``⟨K x, y⟩ = ⟨x, Kᵀ y�
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
