@@ -120,8 +120,7 @@ class AugmentedGradCAM(Method):
             warp = RotoTranslation(angles[start:stop], shifts[start:stop], images.shape[-2:], device=images.device,
                                    dtype=images.dtype if images.dtype == torch.float64 else torch.float32)
             copies = warp(images).transpose(1, 2).reshape(batch * count, *images.shape[1:])  # image-major
-            sub = Session(session.model, copies, session.layers, session.classes.repeat_interleave(count, 0),
-                          None, session.output_fn, session.head_spec)
+            sub = session.derive(copies, targets=session.classes.repeat_interleave(count, 0))
             for name, maps in self.base(sub).items():
                 maps = torch.relu(maps.float())
                 stacks[name].append(maps.reshape(batch, count, *maps.shape[1:]).transpose(1, 2))

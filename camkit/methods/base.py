@@ -61,6 +61,17 @@ class Session:
     def select(self, output: object) -> torch.Tensor:
         return select_output(output, self.output_fn)
 
+    def derive(self, images: torch.Tensor, targets: object = None, output_fn: Callable | None = None) -> "Session":
+        """A session on other images (copies, flips, …) with this one's model, layers and head.
+
+        Its targets default to the classes this session explains (a callable target is kept);
+        ``output_fn`` defaults to this session's.
+        """
+        if targets is None:
+            custom = callable(self.targets) and not isinstance(self.targets, torch.Tensor)
+            targets = self.targets if custom else self.classes
+        return Session(self.model, images, self.layers, targets, None, output_fn or self.output_fn, self.head_spec)
+
     def head(self, layer: str) -> Head:
         """The CAM classifier head that pools ``layer`` (found numerically; cached)."""
         return find_head(self.model, self.images, layer, self.select, self.head_spec)

@@ -119,10 +119,7 @@ class TTASmoothed(Method):
                 output = _undo(output, flip, out_size)
             return output
 
-        targets = session.targets
-        if targets is None or not callable(targets) or isinstance(targets, torch.Tensor):
-            targets = session.classes
-        return Session(session.model, images, session.layers, targets, None, select, session.head_spec)
+        return session.derive(images, output_fn=select)
 
     def __repr__(self) -> str:
         return f"TTASmoothed({self.method!r}, flips={len(self.flips) == 2}, scales={self.scales}, intensities={self.intensities})"
