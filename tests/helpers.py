@@ -3,17 +3,24 @@ import torch
 from torch import nn
 
 
+def sign_conv() -> nn.Conv2d:
+    """A 1x1 conv mapping x (B, 1, H, W) to the two channels [x, −x]."""
+    conv = nn.Conv2d(1, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+    return conv
+
+
 class TinyGAP(nn.Module):
     """x (B,1,H,W) → conv1x1 [x, −x] → ReLU → GAP → Linear: CAM and Grad-CAM computable by hand."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 1, bias=False)
+        self.conv = sign_conv()
         self.relu = nn.ReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2, 2)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
             self.fc.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, -1.0]]))
             self.fc.bias.copy_(torch.tensor([0.5, 0.0]))
 

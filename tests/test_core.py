@@ -7,7 +7,7 @@ from torch import nn
 
 import camkit
 from camkit.errors import HeadError, InputError, LayerError
-from helpers import TinyGAP, small_cnn
+from helpers import TinyGAP, sign_conv, small_cnn
 
 X = torch.tensor([[1.0, 2.0], [3.0, -4.0]]).view(1, 1, 2, 2)
 
@@ -39,9 +39,7 @@ class SquareHead(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        self.conv = sign_conv()
 
     def forward(self, x):
         a = self.conv(x)

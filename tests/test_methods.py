@@ -8,7 +8,7 @@ import camkit
 from camkit.errors import InputError
 from camkit.explainer import fuse_layer_maps
 from camkit.methods.smoothing import TTASmoothed, smoothed
-from helpers import TinyGAP, small_cnn
+from helpers import TinyGAP, sign_conv, small_cnn
 
 X = torch.tensor([[1.0, 2.0], [3.0, -4.0]]).view(1, 1, 2, 2)
 XX = X[0, 0]
@@ -27,9 +27,7 @@ class Polynomial(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        self.conv = sign_conv()
 
     def forward(self, x):
         a = self.conv(x)
@@ -279,9 +277,7 @@ def test_tta_keeps_segmentation_masks_aligned():
     class Dense(nn.Module):  # a 1x1 conv "segmenter": its output is pointwise, flip-equivariant
         def __init__(self):
             super().__init__()
-            self.conv = nn.Conv2d(1, 2, 1, bias=False)
-            with torch.no_grad():
-                self.conv.weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+            self.conv = sign_conv()
 
         def forward(self, x):
             return self.conv(x)

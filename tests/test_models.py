@@ -12,13 +12,7 @@ from camkit.errors import InputError
 from camkit.models import CamNet, NiN, WeightsError, gap_head, get, load, pretrained, save
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small forwards run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_nin(pool="avg", **kwargs):

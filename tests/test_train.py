@@ -21,13 +21,7 @@ def tiny_shapes(split, length):
     return stack(Shapes(split, size=24, length=length, colours=("red", "blue"), textures=("solid", "striped")))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
