@@ -27,10 +27,16 @@ import torch.nn.functional as F
 
 import camkit
 from camkit.augmented import (
-    RotoTranslation, area_downsample, baseline, objective, sample_transforms, superresolve, warp_coordinates,
+    RotoTranslation,
+    area_downsample,
+    baseline,
+    objective,
+    sample_transforms,
+    superresolve,
+    warp_coordinates,
 )
 from camkit.augmented import solvers as solver_module
-from camkit.augmented.method import AugmentedGradCAM
+from camkit.methods.augmented import AugmentedGradCAM
 
 SIZE = (224, 224)
 L = 100

@@ -23,9 +23,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -237,17 +237,22 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="camkit train",
-        description="Train a CAM-ready NiN on the synthetic shapes data set and save it for "
+        description="Train a CAM-ready NiN or CoarseNet on the synthetic shapes data set and save it for "
                     "camkit.models.load().")
+    p.add_argument("--arch", choices=("nin", "coarse"), default="nin",
+                   help="nin: NiN (16×16 maps at 64²); coarse: CoarseNet, a patch stem + VGG blocks "
+                        "(e.g. 7×7 maps at 224²); default: %(default)s")
+    p.add_argument("--patch", type=int, default=8, help="coarse: side and stride of the stem convolution")
+    p.add_argument("--stem-width", type=int, default=32, help="coarse: channels of the stem")
     p.add_argument("--out", default="nin-shapes.pt", help="model file to write (default: %(default)s)")
     p.add_argument("--checkpoint", default=None,
                    help="training state, written every epoch (default: OUT with suffix .ckpt)")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if the checkpoint exists")
     p.add_argument("--pool", choices=("avg", "max"), default="avg", help="global pooling: GAP or GMP")
-    p.add_argument("--widths", default="24,48,96", help="block widths, comma separated")
-    p.add_argument("--kernels", default="5,3,3", help="block kernel sizes, comma separated")
-    p.add_argument("--downsample", type=int, default=2, help="number of 2x2 max pools")
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--widths", default=None, help="block widths, comma separated (nin: 24,48,96; coarse: 48,96,128)")
+    p.add_argument("--kernels", default=None, help="block kernel sizes, comma separated (nin: 5,3,3; coarse: 3,1,1)")
+    p.add_argument("--downsample", type=int, default=2, help="nin: number of 2x2 max pools")
+    p.add_argument("--dropout", type=float, default=None, help="dropout (nin: 0.1, coarse: 0)")
     p.add_argument("--size", type=int, default=64, help="image side in pixels")
     p.add_argument("--train-length", type=int, default=6000)
     p.add_argument("--val-length", type=int, default=1000)
@@ -271,15 +276,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``camkit train``: train a NiN on shapes, print one JSON line per epoch, save ``--out``."""
     args = _parser().parse_args(argv)
     from camkit.data import Shapes
-    from camkit.models import NiN, save
+    from camkit.models import CoarseNet, NiN, save
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train_set = Shapes("train", size=args.size, length=args.train_length, seed=args.seed)
     val_set = Shapes("val", size=args.size, length=args.val_length, seed=args.seed)
-    model = NiN(train_set.num_classes, _ints(args.widths), _ints(args.kernels), downsample=args.downsample,
-                pool=args.pool, dropout=args.dropout)
+    model: nn.Module
+    if args.arch == "coarse":
+        model = CoarseNet(train_set.num_classes, _ints(args.widths or "48,96,128"), _ints(args.kernels or "3,1,1"),
+                          patch=args.patch, stem_width=args.stem_width, pool=args.pool,
+                          dropout=0.0 if args.dropout is None else args.dropout)
+    else:
+        model = NiN(train_set.num_classes, _ints(args.widths or "24,48,96"), _ints(args.kernels or "5,3,3"),
+                    downsample=args.downsample, pool=args.pool, dropout=0.1 if args.dropout is None else args.dropout)
     checkpoint = args.checkpoint or str(Path(args.out).with_suffix(".ckpt"))
     began = time.perf_counter()
     history = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
@@ -288,7 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     checkpoint=checkpoint, resume=not args.no_resume, seed=args.seed,
                     progress=not args.quiet, log=lambda r: print(json.dumps(r), flush=True))
     model.class_names = list(train_set.classes)
-    save(model, args.out, meta={"data": {"size": args.size, "seed": args.seed, "train_length": args.train_length},
+    save(model, args.out, meta={"image_size": args.size, "torch_threads": torch.get_num_threads(),
+                                "torch": str(torch.__version__), "command": ["camkit", "train", *(sys.argv[1:] if argv is None else argv)],
+                                "data": {"size": args.size, "seed": args.seed, "train_length": args.train_length},
                                 "history": history, "train_seconds": time.perf_counter() - began})
     print(f"saved {args.out} (val accuracy {history[-1].get('val_accuracy', float('nan')):.4f})")
     return 0

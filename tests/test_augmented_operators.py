@@ -6,8 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from camkit.augmented import (
-    ForwardModel, RotoTranslation, area_downsample, area_downsample_adjoint, area_weights,
-    sample_transforms, warp_coordinates,
+    DOWNSAMPLINGS,
+    PADDINGS,
+    ForwardModel,
+    RotoTranslation,
+    area_downsample,
+    area_downsample_adjoint,
+    area_weights,
+    downsample_weights,
+    gaussian_kernel,
+    sample_transforms,
+    warp_coordinates,
 )
 from camkit.errors import InputError
 
@@ -133,3 +142,67 @@ def test_bad_transforms_are_rejected():
         ForwardModel(torch.zeros(1), torch.zeros(1, 2), (8, 8), (16, 16))
     with pytest.raises(InputError, match="L must"):
         sample_transforms(0, (8, 8))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("downsample", DOWNSAMPLINGS)
+@pytest.mark.parametrize("size, low, max_shift", [((40, 48), (5, 6), None), ((32, 32), (4, 4), 40.0)])
+def test_forward_model_options_match_grid_sample_and_are_adjoint(padding, downsample, size, low, max_shift):
+    # Every padding and downsampling equals F.grid_sample (that padding) then average pooling or
+    # F.interpolate, also for copies shifted out of the frame (max_shift 40 px on a 32² grid).
+    angles, shifts = sample_transforms(6, size, max_shift=max_shift, seed=3)
+    maps = torch.randn(2, *size, dtype=f64)
+    model = ForwardModel(angles, shifts, size, low, padding=padding, downsample=downsample, dtype=f64)
+    views = model.forward(maps.reshape(2, -1).t()).t().reshape(2, 6, *low)
+    src_x, src_y = warp_coordinates(angles, shifts, size)
+    grid = torch.stack([(2 * src_x + 1) / size[1] - 1, (2 * src_y + 1) / size[0] - 1], dim=-1)
+    for copy in range(6):
+        warped = F.grid_sample(maps[:, None], grid[copy:copy + 1].expand(2, -1, -1, -1), mode="bilinear",
+                               padding_mode=padding, align_corners=False)
+        expected = (F.interpolate(warped, size=low, mode="bilinear", align_corners=False) if downsample == "bilinear"
+                    else F.avg_pool2d(warped, size[0] // low[0]))
+        torch.testing.assert_close(views[:, copy], expected[:, 0], atol=1e-12, rtol=0)
+    residual = torch.randn(6 * low[0] * low[1], 2, dtype=f64)
+    assert _dot_test(model.forward, model.adjoint, maps.reshape(2, -1).t(), residual) < 1e-12
+    warp = RotoTranslation(angles, shifts, size, padding=padding, dtype=f64)(maps)       # copies padded alike
+    for copy in range(6):
+        expected = F.grid_sample(maps[:, None], grid[copy:copy + 1].expand(2, -1, -1, -1), mode="bilinear",
+                                 padding_mode=padding, align_corners=False)[:, 0]
+        torch.testing.assert_close(warp[:, copy], expected, atol=1e-12, rtol=0)
+
+
+def test_coverage_is_the_share_of_each_cell_inside_the_frame():
+    angles, shifts = sample_transforms(8, (32, 32), max_shift=12, seed=1)
+    for padding in PADDINGS:
+        model = ForwardModel(angles, shifts, (32, 32), (4, 4), padding=padding, dtype=f64)
+        zeros = ForwardModel(angles, shifts, (32, 32), (4, 4), dtype=f64)
+        ones = zeros.forward(torch.ones(32 * 32, 1, dtype=f64)).view(8, 4, 4)
+        torch.testing.assert_close(model.coverage, ones, atol=1e-12, rtol=0)
+    assert torch.equal(model.coverage[0], torch.ones(4, 4, dtype=f64))           # the identity copy
+    assert (model.coverage < 1).any() and (model.coverage >= 0).all()
+
+
+def test_blur_is_a_symmetric_gaussian_before_the_warp():
+    angles, shifts = sample_transforms(5, (32, 32), seed=2)
+    model = ForwardModel(angles, shifts, (32, 32), (8, 8), blur=2.0, dtype=f64)
+    plain = ForwardModel(angles, shifts, (32, 32), (8, 8), dtype=f64)
+    maps = torch.randn(2, 32, 32, dtype=f64)
+    kernel = gaussian_kernel(2.0)
+    assert kernel.sum().item() == pytest.approx(1.0) and kernel.numel() == 13
+    blurred = F.conv2d(F.pad(maps[:, None], (6, 6, 6, 6)), (kernel[:, None] * kernel[None, :])[None, None])[:, 0]
+    torch.testing.assert_close(model.forward(maps.reshape(2, -1).t()), plain.forward(blurred.reshape(2, -1).t()))
+    residual = torch.randn(5 * 64, 2, dtype=f64)
+    assert _dot_test(model.forward, model.adjoint, maps.reshape(2, -1).t(), residual) < 1e-12
+
+
+def test_bilinear_downsample_weights_are_torch_interpolate():
+    x = torch.randn(3, 224, dtype=f64)
+    expected = F.interpolate(x[:, None], size=7, mode="linear", align_corners=False)[:, 0]
+    torch.testing.assert_close(x @ downsample_weights(224, 7, "bilinear").t(), expected)
+    assert (downsample_weights(224, 7, "bilinear") > 0).sum(1).eq(2).all()      # 2 pixels per cell centre
+    with pytest.raises(InputError, match="downsample"):
+        downsample_weights(8, 2, "nearest")
+    with pytest.raises(InputError, match="padding"):
+        RotoTranslation(torch.zeros(1), torch.zeros(1, 2), (8, 8), padding="wrap")
+    with pytest.raises(InputError, match="blur"):
+        ForwardModel(torch.zeros(1), torch.zeros(1, 2), (8, 8), (2, 2), blur=float("nan"))

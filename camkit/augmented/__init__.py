@@ -1,18 +1,37 @@
 """Augmented Grad-CAM (Morbidelli et al., ICASSP 2020): super-resolution of the CAMs of many
-roto-translated copies of an image.  See ``docs/augmented.md``.
+roto-translated copies of an image: operators, solvers and baselines (the method that runs the
+copies through a model is ``camkit.methods.augmented``).  See ``docs/augmented.md``.
 
     >>> angles, shifts = camkit.augmented.sample_transforms(100, (224, 224), seed=0)   # doctest: +SKIP
     >>> maps, history = camkit.augmented.superresolve(cams, angles, shifts, (224, 224))  # doctest: +SKIP
 """
 from camkit.augmented.baselines import BASELINES, aligned_cams, baseline
 from camkit.augmented.operators import (
-    ForwardModel, RotoTranslation, area_downsample, area_downsample_adjoint, area_weights,
-    sample_transforms, warp_coordinates,
+    DOWNSAMPLINGS,
+    PADDINGS,
+    ForwardModel,
+    RotoTranslation,
+    area_downsample,
+    area_downsample_adjoint,
+    area_weights,
+    downsample_weights,
+    gaussian_kernel,
+    sample_transforms,
+    warp_coordinates,
 )
-from camkit.augmented.solvers import SOLVERS, SuperResolution, forward_model, objective, superresolve
+from camkit.augmented.solvers import (
+    DEFAULT_ITERS,
+    SOLVERS,
+    SuperResolution,
+    forward_model,
+    objective,
+    superresolve,
+)
+from camkit.augmented.synthetic import KnownTruth, known_truth, psnr
 
 __all__ = [
-    "BASELINES", "ForwardModel", "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams",
-    "area_downsample", "area_downsample_adjoint", "area_weights", "baseline", "forward_model",
-    "objective", "sample_transforms", "superresolve", "warp_coordinates",
+    "BASELINES", "DEFAULT_ITERS", "DOWNSAMPLINGS", "ForwardModel", "KnownTruth", "PADDINGS", "RotoTranslation",
+    "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample", "area_downsample_adjoint", "area_weights",
+    "baseline", "downsample_weights", "forward_model", "gaussian_kernel", "known_truth", "objective", "psnr",
+    "sample_transforms", "superresolve", "warp_coordinates",
 ]

@@ -1,4 +1,4 @@
-"""Baselines beside the super-resolved map (DESIGN §5): *single*, *max* and *avg*.
+"""Baselines beside the super-resolved map (Morbidelli et al., ICASSP 2020): *single*, *max* and *avg*.
 
 Every CAM ``g_l (h, w)`` is upsampled to ``(N, M)`` (bilinear, ``align_corners=False``), the
 roto-translation of its copy is undone (``A_l⁻¹``, bilinear, zero outside) and the ``L`` maps are

@@ -18,6 +18,7 @@ All operators are checked by the dot-product test ``⟨K x, y⟩ = ⟨x, Kᵀ y�
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -25,8 +26,8 @@ import torch
 from camkit.errors import InputError
 
 __all__ = [
-    "sample_transforms", "warp_coordinates", "RotoTranslation", "area_weights",
-    "area_downsample", "area_downsample_adjoint", "ForwardModel",
+    "sample_transforms", "warp_coordinates", "RotoTranslation", "area_weights", "downsample_weights",
+    "area_downsample", "area_downsample_adjoint", "gaussian_kernel", "ForwardModel", "PADDINGS", "DOWNSAMPLINGS",
 ]
 
 _SNAP = 1e-9  # sampling coordinates this close to an integer are snapped to it (exact identity)
@@ -130,19 +131,53 @@ def _snap(coords: torch.Tensor) -> torch.Tensor:
     return torch.where((coords - nearest).abs() < _SNAP, nearest, coords)
 
 
-def _bilinear_taps(src_x: torch.Tensor, src_y: torch.Tensor, size, dtype=torch.float64
+PADDINGS = ("zeros", "border", "reflection")
+DOWNSAMPLINGS = ("area", "bilinear")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}; choose one of {choices}")
+    return value
+
+
+def _pad_index(index: torch.Tensor, n: int, padding: str) -> torch.Tensor:
+    """Integer tap coordinates outside ``[0, n-1]`` mapped inside: ``"border"`` clamps, ``"reflection"``
+    mirrors about ``-½`` and ``n-½`` (``F.grid_sample(align_corners=False)``'s reflection), ``"zeros"``
+    clamps too (those taps then carry weight 0)."""
+    if padding == "reflection":
+        index = index.remainder(2 * n)
+        index = torch.where(index >= n, 2 * n - 1 - index, index)
+    return index.clamp(0, n - 1)
+
+
+def _taps_1d(src: torch.Tensor, n: int, padding: str, dtype) -> tuple[list[torch.Tensor], list[torch.Tensor],
+                                                                     list[torch.Tensor]]:
+    """The 2 linear-interpolation taps of each sample along one axis: ``(index, weight, inside)`` per
+    tap, ``index`` in ``[0, n-1]`` after padding, ``inside`` the weight the tap has with zero padding."""
+    low = src.floor()
+    frac = (src - low).to(dtype)
+    weights = [1 - frac, frac]
+    indices, inside = [], []
+    for d in (0, 1):
+        tap = low + d
+        in_frame = ((tap >= 0) & (tap <= n - 1)).to(dtype)
+        inside.append(weights[d] * in_frame)
+        indices.append(_pad_index(tap, n, padding))
+    if padding == "zeros":
+        weights = inside
+    return indices, weights, inside
+
+
+def _bilinear_taps(src_x: torch.Tensor, src_y: torch.Tensor, size, dtype=torch.float64, padding: str = "zeros"
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """The 4 bilinear taps of every sample: flat source index ``row·M + col`` (int32 when it fits)
-    and weight, each ``(..., 4)``; taps outside the grid get weight 0 and a clamped (valid) index."""
+    and weight, each ``(..., 4)``; with ``padding="zeros"`` taps outside the grid get weight 0."""
     n, m = size
-    x0, y0 = src_x.floor(), src_y.floor()
-    fx, fy = (src_x - x0).to(dtype), (src_y - y0).to(dtype)
-    weight_x = ((1 - fx) * ((x0 >= 0) & (x0 <= m - 1)), fx * ((x0 >= -1) & (x0 <= m - 2)))
-    weight_y = ((1 - fy) * ((y0 >= 0) & (y0 <= n - 1)), fy * ((y0 >= -1) & (y0 <= n - 2)))
+    cols, weight_x, _ = _taps_1d(src_x, m, padding, dtype)
+    rows, weight_y, _ = _taps_1d(src_y, n, padding, dtype)
     index_dtype = torch.int32 if n * m < 2**31 else torch.long
-    cols = [(x0 + d).clamp_(0, m - 1).to(index_dtype) for d in (0, 1)]
-    rows = [(y0 + d).clamp_(0, n - 1).to(index_dtype) * m for d in (0, 1)]
-    index = torch.stack([rows[dy] + cols[dx] for dy in (0, 1) for dx in (0, 1)], dim=-1)
+    index = torch.stack([(rows[dy] * m + cols[dx]).to(index_dtype) for dy in (0, 1) for dx in (0, 1)], dim=-1)
     weights = torch.stack([weight_y[dy] * weight_x[dx] for dy in (0, 1) for dx in (0, 1)], dim=-1)
     return index, weights
 
@@ -177,15 +212,19 @@ class RotoTranslation:
     ``op(x)`` maps ``(..., N, M) → (..., L, N, M)`` (every copy of every map or image channel);
     ``op.adjoint(y)`` maps ``(..., L, N, M) → (..., N, M)`` computing ``Σ_l A_lᵀ y_l`` exactly.
     ``inverse=True`` builds the inverse warps ``A_l⁻¹`` (used by the max/avg baselines).
+    ``padding``: what a copy shows where it left the frame: ``"zeros"`` (the paper), ``"border"``
+    (the nearest edge pixel) or ``"reflection"`` (the mirror image), as ``F.grid_sample`` pads.
     """
 
-    def __init__(self, angles, shifts, size, *, inverse: bool = False, device=None, dtype=torch.float32):
+    def __init__(self, angles, shifts, size, *, inverse: bool = False, padding: str = "zeros", device=None,
+                 dtype=torch.float32):
         angles, shifts = _check_transforms(angles, shifts)
         self.size = _size2(size)
+        self.padding = _check_choice(padding, PADDINGS, "padding")
         self.num_transforms = angles.shape[0]
         n, m = self.size
         src_x, src_y = warp_coordinates(angles, shifts, self.size, inverse=inverse)
-        index, weights = _bilinear_taps(src_x, src_y, self.size, dtype)
+        index, weights = _bilinear_taps(src_x, src_y, self.size, dtype, padding)
         count = self.num_transforms * n * m
         crow = torch.arange(0, 4 * count + 1, 4, dtype=torch.int32 if 4 * count < 2**31 else torch.long)
         self.matrix = _csr(crow, index.view(-1), weights.view(-1), (count, n * m)).to(device)
@@ -265,11 +304,27 @@ def area_downsample_adjoint(y: torch.Tensor, size) -> torch.Tensor:
     return wy.t() @ y @ wx
 
 
-def _block_layers(n_in: int, n_out: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The low-resolution cells each input pixel falls in, as ≤ 2 layers ``(cell (n_in,), weight (n_in,))``
-    of the 1-D area matrix (a pixel cut by a cell border belongs to two cells)."""
-    weights = area_weights(n_in, n_out)
+def downsample_weights(n_in: int, n_out: int, kind: str = "area", dtype=torch.float64, device=None) -> torch.Tensor:
+    """1-D downsampling matrix ``(n_out, n_in)``, rows summing to 1: ``"area"`` (:func:`area_weights`)
+    or ``"bilinear"``, the points ``F.interpolate(mode="bilinear", align_corners=False)`` samples
+    without antialiasing (cell ``a`` reads ``(a + ½)·n_in/n_out − ½``; at factor 16 only the 2 pixels
+    nearest each cell centre count): the public reference code's ``tf.image.resize``."""
+    _check_choice(kind, DOWNSAMPLINGS, "downsample")
+    if kind == "area":
+        return area_weights(n_in, n_out, dtype, device)
+    eye = torch.eye(n_in, dtype=torch.float64)[:, None]                          # (n_in, 1, n_in)
+    sampled = torch.nn.functional.interpolate(eye, size=n_out, mode="linear", align_corners=False)
+    return sampled[:, 0].t().contiguous().to(device=device, dtype=dtype)       # (n_out, n_in)
+
+
+def _pixel_cells(weights: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The low-resolution cells each input pixel feeds, from a 1-D ``(n_out, n_in)`` matrix whose
+    columns have at most 2 non-zeros: ≤ 2 layers ``(cell (n_in,), weight (n_in,))`` (weight 0 where
+    a pixel feeds no cell of that layer)."""
+    n_out, n_in = weights.shape
     nonzero = weights > 0
+    if int(nonzero.sum(0).max()) > 2:
+        raise InputError("every input pixel may feed at most 2 low-resolution cells per axis")
     first = nonzero.int().argmax(0)
     last = n_out - 1 - nonzero.flip(0).int().argmax(0)
     pixels = torch.arange(n_in)
@@ -279,28 +334,83 @@ def _block_layers(n_in: int, n_out: int) -> list[tuple[torch.Tensor, torch.Tenso
     return layers
 
 
-def _cell_extent(n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last input pixel of each low-resolution cell, ``(n_out,)`` each."""
-    nonzero = area_weights(n_in, n_out) > 0
-    first = nonzero.int().argmax(1)
-    last = n_in - 1 - nonzero.flip(1).int().argmax(1)
+def _footprints(cells: list[tuple[torch.Tensor, torch.Tensor]], n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last input pixel feeding each low-resolution cell, ``(n_out,)`` each."""
+    first = torch.full((n_out,), 2**62, dtype=torch.long)
+    last = torch.full((n_out,), -1, dtype=torch.long)
+    for cell, weight in cells:
+        pixels = torch.arange(len(cell))[weight > 0]
+        first.scatter_reduce_(0, cell[weight > 0], pixels, "amin")
+        last.scatter_reduce_(0, cell[weight > 0], pixels, "amax")
     return first, last
 
 
+def _padded_range(low: torch.Tensor, high: torch.Tensor, n: int, padding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where integer taps in ``[low, high]`` land after padding (:func:`_pad_index`), as a range."""
+    if padding != "reflection":
+        return low.clamp(0, n - 1), high.clamp(0, n - 1)
+    # Reflection is monotone between folds (every n taps): the extremes are at the ends or a fold.
+    a, b = _pad_index(low, n, padding), _pad_index(high, n, padding)
+    fold = _pad_index((low.div(n, rounding_mode="floor") + 1) * n, n, padding)
+    spans = high.div(n, rounding_mode="floor") - low.div(n, rounding_mode="floor")
+    lowest = torch.where(spans == 0, torch.minimum(a, b), torch.minimum(torch.minimum(a, b), fold))
+    highest = torch.where(spans == 0, torch.maximum(a, b), torch.maximum(torch.maximum(a, b), fold))
+    full = spans >= 2
+    return torch.where(full, 0, lowest), torch.where(full, n - 1, highest)
+
+
+def _separable_blur(columns: torch.Tensor, size: tuple[int, int], kernel: torch.Tensor) -> torch.Tensor:
+    """``(N·M, B) → (N·M, B)``: convolution of each column's map with ``kernel (K,)`` along rows and
+    columns, zero outside; a symmetric kernel makes it a symmetric matrix (its own adjoint)."""
+    n, m = size
+    maps = columns.t().reshape(-1, 1, n, m)
+    k = kernel.to(maps.dtype)
+    radius = (k.numel() - 1) // 2
+    maps = torch.nn.functional.conv2d(maps, k.view(1, 1, -1, 1), padding=(radius, 0))
+    maps = torch.nn.functional.conv2d(maps, k.view(1, 1, 1, -1), padding=(0, radius))
+    return maps.reshape(-1, n * m).t().contiguous()
+
+
+def gaussian_kernel(sigma: float, dtype=torch.float64) -> torch.Tensor:
+    """``(2⌈3σ⌉ + 1,)`` samples of a Gaussian of standard deviation ``sigma`` pixels, summing to 1."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (kernel / kernel.sum()).to(dtype)
+
+
 class ForwardModel:
-    """``P = [D A_1; …; D A_L]``: high-resolution maps ``(N, M)`` to their ``L`` low-resolution
-    views ``(L, h, w)``, as one CSR matrix of shape ``(L·h·w, N·M)`` (and an explicit CSR copy of
-    ``Pᵀ``).  ``P`` has about ``L·N·M·(1 + h/N)(1 + w/M)`` non-zeros, ~4× fewer than ``A`` alone.
+    """``P = [D A_1; …; D A_L] G``: high-resolution maps ``(N, M)`` to their ``L`` low-resolution
+    views ``(L, h, w)``, as one CSR matrix ``(L·h·w, N·M)`` (and an explicit CSR copy of ``Pᵀ``),
+    ``G`` an optional Gaussian blur.  With area ``D``, ``P`` has about ``L·N·M·(1 + h/N)(1 + w/M)``
+    non-zeros, ~4× fewer than ``A`` alone.
+
+    Options (each a hypothesis about what the network saw; see ``docs/augmented.md``):
+
+    * ``padding``: what copy ``l`` holds where it left the frame (``"zeros"``, ``"border"``,
+      ``"reflection"``; the copies given to the network must be padded the same way).
+    * ``downsample``: ``D`` as ``"area"`` averaging (what a stride-``N/h`` cell integrates) or the
+      reference code's ``"bilinear"`` resize (:func:`downsample_weights`).
+    * ``blur``: σ in pixels of a Gaussian point-spread function ``G`` applied before the warp (the
+      network's own blur; ``G`` commutes with rotations and translations away from the frame).
+
+    ``coverage`` ``(L, h, w)``: the share of each view cell's footprint that lies inside the frame
+    (``D A_l 1`` with zero padding; 1 for cells that saw only the image).
 
     ``model.forward(h)``: ``(N·M, B) → (L·h·w, B)``; ``model.adjoint(r)``: the reverse.  Columns
     are maps, so that one sparse product serves a whole batch.
     """
 
-    def __init__(self, angles, shifts, size, map_size, *, device=None, dtype=torch.float32,
-                 max_chunk_elements: int = 2**23):
+    def __init__(self, angles, shifts, size, map_size, *, padding: str = "zeros", downsample: str = "area",
+                 blur: float = 0.0, device=None, dtype=torch.float32, max_chunk_elements: int = 2**23):
         angles, shifts = _check_transforms(angles, shifts)
         self.size = _size2(size)
         self.map_size = _size2(map_size, "map size")
+        self.padding = _check_choice(padding, PADDINGS, "padding")
+        self.downsample = _check_choice(downsample, DOWNSAMPLINGS, "downsample")
+        if not (math.isfinite(float(blur)) and float(blur) >= 0):
+            raise InputError(f"blur must be a finite σ >= 0 in pixels, got {blur!r}")
+        self.blur = float(blur)
         self.num_transforms = L = angles.shape[0]
         n, m = self.size
         h, w = self.map_size
@@ -310,14 +420,15 @@ class ForwardModel:
         self.shifts = shifts.detach().to("cpu", torch.float64)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.dtype = dtype
+        self._cells_y = _pixel_cells(downsample_weights(n, h, downsample))
+        self._cells_x = _pixel_cells(downsample_weights(m, w, downsample))
         # Each row (l, a, b) of P touches a small window of source pixels: the bilinear taps of
-        # the rotated cell.  Every row is accumulated in a dense window whose origin is the
-        # smallest tap (found at a corner of the cell: the warp is affine), and the non-zeros
-        # are read out row by row: a CSR matrix with sorted columns and no global sort.
-        origin, window = self._windows()
+        # its cell's footprint.  Rows are accumulated in dense windows (origin: the smallest tap)
+        # and the non-zeros read out row by row: a CSR matrix with sorted columns, no global sort.
+        origin, window = self._windows(0, L)
         per_transform = max(h * w * window[0] * window[1], n * m)
-        chunk = max(1, min(L, max_chunk_elements // per_transform))
-        crows, cols, vals = [torch.zeros(1, dtype=torch.long, device=self.device)], [], []
+        self._chunk = chunk = max(1, min(L, max_chunk_elements // per_transform))
+        crows, cols, vals = [torch.zeros(1, dtype=torch.long)], [], []
         for start in range(0, L, chunk):
             stop = min(L, start + chunk)
             crow, col, val = self._rows(start, stop, origin[:, start:stop], window)
@@ -325,69 +436,101 @@ class ForwardModel:
             cols.append(col)
             vals.append(val)
         shape = (L * h * w, n * m)
-        self.matrix = _csr(torch.cat(crows), torch.cat(cols), torch.cat(vals), shape)
+        self.matrix = _csr(torch.cat(crows), torch.cat(cols), torch.cat(vals), shape).to(self.device)
         self.transposed = _transpose_csr(self.matrix)
+        self._coverage: torch.Tensor | None = None
+        self._kernel = gaussian_kernel(self.blur, dtype).to(self.device) if self.blur > 0 else None
 
-    def _windows(self) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Window origins ``(2, L, h, w)`` (row, column) and the common window size ``(wh, ww)``."""
-        n, m = self.size
-        first_y, last_y = _cell_extent(n, self.map_size[0])
-        first_x, last_x = _cell_extent(m, self.map_size[1])
-        corner_y = torch.stack([first_y, last_y])[:, None, :, None].expand(2, 2, -1, len(first_x))
-        corner_x = torch.stack([first_x, last_x])[None, :, None, :].expand(2, 2, len(first_y), -1)
-        src_x, src_y = warp_coordinates(self.angles, self.shifts, self.size, corner_y.double(), corner_x.double())
-        low = torch.stack([src_y.amin((1, 2)), src_x.amin((1, 2))]).floor().long()   # (2, L, h, w)
-        high = torch.stack([src_y.amax((1, 2)), src_x.amax((1, 2))]).floor().long() + 1
-        limit = torch.tensor([n - 1, m - 1]).view(2, 1, 1, 1)
-        origin = torch.minimum(low.clamp(min=0), limit)
-        extent = (torch.minimum(high, limit) - origin + 1).clamp(min=1)
-        return origin, (int(extent[0].max()), int(extent[1].max()))
+    def _entries(self, count: int):
+        """For every pixel of ``count`` copies: its (≤ 4) rows of ``P`` and the ``D`` weight of each."""
+        h, w = self.map_size
+        for cell_y, weight_y in self._cells_y:
+            for cell_x, weight_x in self._cells_x:
+                cell = cell_y[:, None] * w + cell_x[None, :]                                  # (N, M)
+                weight = (weight_y[:, None] * weight_x[None, :]).to(self.dtype)
+                yield torch.arange(count)[:, None, None] * (h * w) + cell, weight             # (l, N, M)
 
     def _rows(self, start, stop, origin, window):
         n, m = self.size
         h, w = self.map_size
-        wh, ww = window
         count = stop - start
-        src_x, src_y = warp_coordinates(self.angles[start:stop], self.shifts[start:stop], self.size)
-        x0, y0 = src_x.floor(), src_y.floor()
-        fx, fy = (src_x - x0).to(self.dtype), (src_y - y0).to(self.dtype)
-        # 1-D tap weights, zero for taps outside the grid; those taps still need an in-bounds slot,
-        # hence coordinates clamped to [-1, size] and a margin around the accumulation buffer.
-        tap_x = ((1 - fx) * ((x0 >= 0) & (x0 <= m - 1)), fx * ((x0 >= -1) & (x0 <= m - 2)))
-        tap_y = ((1 - fy) * ((y0 >= 0) & (y0 <= n - 1)), fy * ((y0 >= -1) & (y0 <= n - 2)))
-        x0 = x0.clamp(-1, m).int()
-        y0 = y0.clamp(-1, n).int()
-        margin = (n + 2) * ww + m + 2
         rows = count * h * w
-        dense = torch.zeros(rows * wh * ww + 2 * margin, dtype=self.dtype)
-        origin_y, origin_x = origin[0].reshape(-1).int(), origin[1].reshape(-1).int()
-        for cell_y, weight_y in _block_layers(n, h):
-            for cell_x, weight_x in _block_layers(m, w):
-                cell = (cell_y[:, None] * w + cell_x[None, :]).int()                        # (N, M)
-                cell_weight = (weight_y[:, None] * weight_x[None, :]).to(self.dtype)
-                row = torch.arange(count, dtype=torch.int32)[:, None, None] * (h * w) + cell  # (l, N, M)
-                base = (row * wh + (y0 - origin_y[row])) * ww + (x0 - origin_x[row]) + margin
-                for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-                    value = tap_y[dy] * tap_x[dx] * cell_weight
-                    dense.index_add_(0, (base + (dy * ww + dx)).view(-1), value.view(-1))
-        dense = dense[margin:margin + rows * wh * ww].view(rows, wh * ww)
+        src_x, src_y = warp_coordinates(self.angles[start:stop], self.shifts[start:stop], self.size)
+        cols_x, weights_x, _ = _taps_1d(src_x, m, self.padding, self.dtype)
+        cols_y, weights_y, _ = _taps_1d(src_y, n, self.padding, self.dtype)
+        origin_y, origin_x = (o.reshape(-1) for o in origin)
+        wh, ww = window
+        dense = torch.zeros(rows * wh * ww, dtype=self.dtype)
+        for row, weight in self._entries(count):
+            for dy in (0, 1):
+                offset_y = (cols_y[dy].long() - origin_y[row]).clamp_(0, wh - 1)
+                for dx in (0, 1):
+                    offset_x = (cols_x[dx].long() - origin_x[row]).clamp_(0, ww - 1)
+                    index = (row * wh + offset_y) * ww + offset_x
+                    dense.index_add_(0, index.view(-1), (weights_y[dy] * weights_x[dx] * weight).view(-1))
+        dense = dense.view(rows, wh * ww)
         nonzero = dense != 0
         crow = torch.zeros(rows + 1, dtype=torch.long)
         crow[1:] = nonzero.sum(1).cumsum(0)
         row_id, local = nonzero.nonzero(as_tuple=True)
         col = (origin_y[row_id] + local // ww) * m + origin_x[row_id] + local % ww
-        return crow.to(self.device), col.to(self.device), dense[row_id, local].to(self.device)
+        return crow, col, dense[row_id, local]
+
+    def _windows(self, start: int, stop: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Window origins ``(2, count, h, w)`` (row, column) of the rows of copies ``start:stop`` and
+        the common window size: the range of the taps of each cell's footprint (the warp is affine,
+        so its corners bound it), mapped through the padding."""
+        n, m = self.size
+        first_y, last_y = _footprints(self._cells_y, self.map_size[0])
+        first_x, last_x = _footprints(self._cells_x, self.map_size[1])
+        corner_y = torch.stack([first_y, last_y])[:, None, :, None].expand(2, 2, -1, len(first_x))
+        corner_x = torch.stack([first_x, last_x])[None, :, None, :].expand(2, 2, len(first_y), -1)
+        src_x, src_y = warp_coordinates(self.angles[start:stop], self.shifts[start:stop], self.size,
+                                        corner_y.double(), corner_x.double())
+        low_y, high_y = _padded_range(src_y.amin((1, 2)).floor().long(), src_y.amax((1, 2)).floor().long() + 1,
+                                      n, self.padding)
+        low_x, high_x = _padded_range(src_x.amin((1, 2)).floor().long(), src_x.amax((1, 2)).floor().long() + 1,
+                                      m, self.padding)
+        origin = torch.stack([low_y, low_x])
+        extent = torch.stack([high_y - low_y, high_x - low_x]) + 1
+        return origin, (int(extent[0].max()), int(extent[1].max()))
+
+    @property
+    def coverage(self) -> torch.Tensor:
+        """``(L, h, w)``: the share of each view cell's footprint inside the frame, ``D A_l 1`` with
+        zero padding (1 where the copy saw only the image)."""
+        if self._coverage is None:
+            n, m = self.size
+            h, w = self.map_size
+            parts = []
+            for start in range(0, self.num_transforms, self._chunk):
+                stop = min(self.num_transforms, start + self._chunk)
+                src_x, src_y = warp_coordinates(self.angles[start:stop], self.shifts[start:stop], self.size)
+                inside = (sum(_taps_1d(src_y, n, "zeros", torch.float64)[2])
+                          * sum(_taps_1d(src_x, m, "zeros", torch.float64)[2]))
+                cover = torch.zeros((stop - start) * h * w, dtype=torch.float64)
+                for row, weight in self._entries(stop - start):
+                    cover.index_add_(0, row.reshape(-1), (inside * weight.double()).reshape(-1))
+                parts.append(cover)
+            self._coverage = torch.cat(parts).view(self.num_transforms, h, w).to(self.device, self.dtype)
+        return self._coverage
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        """``(N·M, B) → (L·h·w, B)``: the ``L`` low-resolution views ``D A_l h`` of each column."""
+        """``(N·M, B) → (L·h·w, B)``: the ``L`` low-resolution views ``D A_l G h`` of each column."""
+        if self._kernel is not None:
+            maps = _separable_blur(maps, self.size, self._kernel)
         return _spmm(self.matrix, maps)
 
     def adjoint(self, views: torch.Tensor) -> torch.Tensor:
-        """``(L·h·w, B) → (N·M, B)``: ``Σ_l A_lᵀ Dᵀ r_l`` for each column."""
-        return _spmm(self.transposed, views)
+        """``(L·h·w, B) → (N·M, B)``: ``Σ_l Gᵀ A_lᵀ Dᵀ r_l`` for each column."""
+        maps = _spmm(self.transposed, views)
+        if self._kernel is not None:
+            maps = _separable_blur(maps, self.size, self._kernel)
+        return maps
 
     def norm_bound(self) -> float:
-        """An upper bound of ``‖P‖₂²``: ``max row sum · max column sum`` of ``|P|`` (Schur)."""
+        """An upper bound of ``‖P‖₂²``: ``max row sum · max column sum`` of ``|P|`` (Schur); the blur
+        has norm ≤ 1 (a non-negative kernel summing to 1)."""
         values = self.matrix.values().abs().to(torch.float64)
         crow = self.matrix.crow_indices().long()
         row_sums = torch.zeros(self.matrix.shape[0], dtype=torch.float64, device=values.device)

@@ -4,15 +4,14 @@
     >>> "gradcam" in camkit.methods.available()
     True
 
-A method is a subclass of :class:`camkit.methods.base.Method` decorated with ``@register("name")``.
-Modules listed in ``_PLUGIN_MODULES`` register methods that live outside this package (Augmented
-Grad-CAM); they are imported on the first lookup of a name not yet registered.
+A method is a subclass of :class:`camkit.methods.base.Method` decorated with ``@register("name")``,
+one module per family of methods in this package.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from camkit.errors import InputError
 from camkit.methods.base import Method, Pass, Session
@@ -24,9 +23,8 @@ _BUILTIN_MODULES = (
     "camkit.methods.cam", "camkit.methods.gradcam",
     "camkit.methods.gradcampp", "camkit.methods.xgradcam", "camkit.methods.layercam", "camkit.methods.hirescam",
     "camkit.methods.scorecam", "camkit.methods.ablationcam", "camkit.methods.eigencam",
+    "camkit.methods.augmented",
 )
-_PLUGIN_MODULES = ("camkit.augmented.method",)
-_plugins_loaded = False
 
 
 def register(name: str) -> Callable[[type[Method]], type[Method]]:
@@ -40,21 +38,8 @@ def register(name: str) -> Callable[[type[Method]], type[Method]]:
     return decorate
 
 
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if not _plugins_loaded:
-        _plugins_loaded = True
-        for module in _PLUGIN_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as error:
-                if error.name != module and not module.startswith(str(error.name)):
-                    raise
-
-
 def available() -> list[str]:
     """Names of every registered method."""
-    _load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -67,8 +52,6 @@ def get(name: str | Method, **options) -> Method:
     if not isinstance(name, str):
         raise InputError(f"method must be a registry name or a Method, got {type(name).__name__}")
     key = name.lower()
-    if key not in _REGISTRY:
-        _load_plugins()
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -1,8 +1,8 @@
 """Model factory over torchvision, camkit's own model files, and the shipped checkpoints.
 
-    >>> import camkit
-    >>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
-    >>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
+>>> import camkit
+>>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
+>>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from camkit.errors import CamkitError, InputError
+from camkit.models.coarse import CoarseNet
 from camkit.models.heads import gap_head
 from camkit.models.nin import NiN
 
@@ -20,7 +21,9 @@ __all__ = ["WeightsError", "get", "pretrained", "save", "load", "available", "WE
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_FORMAT = "camkit-model-v1"
 #: Checkpoints shipped inside the package: name -> file in ``WEIGHTS_DIR``.
-SHIPPED = {"nin-shapes": "nin-shapes.pt"}
+SHIPPED = {"nin-shapes": "nin-shapes.pt", "coarsenet-shapes": "coarsenet-shapes.pt"}
+#: Architectures a model file may hold: ``arch`` name -> class built from the file's ``config``.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"nin": NiN, "coarse": CoarseNet}
 #: torchvision backbones ``get`` knows; ``"<name>-gap"`` / ``"<name>-gmp"`` are their CAM-ready forms.
 BACKBONES = ("vgg16", "googlenet", "resnet18", "resnet50")
 
@@ -98,18 +101,20 @@ def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module
 
 
 def save(model: nn.Module, path, meta: dict | None = None) -> None:
-    """Save a ``NiN`` with its config and ``class_names`` for :func:`load` (atomic write)."""
+    """Save a ``NiN`` or ``CoarseNet`` with its config and ``class_names`` for :func:`load` (atomic write)."""
     from camkit.train import save_checkpoint
 
-    if not isinstance(model, NiN):
-        raise InputError(f"save() stores NiN models; got {type(model).__name__} (use torch.save on its state_dict)")
-    state = {"format": MODEL_FORMAT, "arch": "nin", "config": dict(model.config),
+    arch = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), None)
+    if arch is None:
+        raise InputError(f"save() stores {[c.__name__ for c in ARCHITECTURES.values()]} models; got "
+                         f"{type(model).__name__} (use torch.save on its state_dict)")
+    state = {"format": MODEL_FORMAT, "arch": arch, "config": dict(model.config),
              "class_names": list(model.class_names or []), "meta": dict(meta or {}),
              "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     save_checkpoint(path, state)
 
 
-def load(path) -> NiN:
+def load(path) -> nn.Module:
     """Load a model file written by :func:`save`, in eval mode (``torch.load(weights_only=True)``)."""
     path = Path(path)
     if not path.exists():
@@ -117,18 +122,23 @@ def load(path) -> NiN:
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise WeightsError(f"{path} is not a camkit model file (format {MODEL_FORMAT!r})")
-    model = NiN(**state["config"])
+    arch = state.get("arch", "nin")
+    if arch not in ARCHITECTURES:
+        raise WeightsError(f"{path} holds an unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[arch](**state["config"])
     model.load_state_dict(state["state_dict"])
     model.class_names = list(state["class_names"]) or None
     model.meta = state.get("meta", {})
     return model.eval()
 
 
-def pretrained(name: str = "nin-shapes") -> NiN:
-    """A model shipped inside camkit, in eval mode, with ``class_names``.
+def pretrained(name: str = "nin-shapes") -> nn.Module:
+    """A model shipped inside camkit, in eval mode, with ``class_names`` and ``meta["image_size"]``.
 
-    ``"nin-shapes"``: a NiN-GAP trained on :class:`camkit.data.Shapes` (64×64, 12 classes); it takes
-    the data set's images in [0, 1] as they are.  Its CAM is ``model.class_maps(images)``.
+    ``"nin-shapes"``: a NiN-GAP trained on :class:`camkit.data.Shapes` (64×64, 12 classes), 16×16
+    maps.  ``"coarsenet-shapes"``: a :class:`CoarseNet` (patch stem + VGG blocks + GAP) trained on
+    224×224 shapes, 7×7 maps (stride 32, the regime Augmented Grad-CAM was made for).  Both take
+    the data set's images in [0, 1] as they are; their CAM is ``model.class_maps(images)``.
     """
     if name not in SHIPPED:
         raise InputError(f"no shipped model {name!r}; available: {sorted(SHIPPED)}")

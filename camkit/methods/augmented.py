@@ -1,0 +1,237 @@
+"""``"augmented-gradcam"``: the method behind ``camkit.explain(model, images, method="augmented-gradcam")``.
+
+The math (operators, solvers, baselines) lives in :mod:`camkit.augmented`; this module runs the
+copies through the model and hands their CAMs to it.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from camkit import methods as method_registry
+from camkit.augmented.baselines import BASELINES, baseline
+from camkit.augmented.operators import DOWNSAMPLINGS, PADDINGS, RotoTranslation, _size2, sample_transforms
+from camkit.augmented.solvers import SOLVERS, forward_model, superresolve
+from camkit.errors import InputError
+from camkit.methods import register
+from camkit.methods.base import Method, Session
+
+__all__ = ["AugmentedGradCAM", "AugmentedAverage", "AugmentedMax", "FRAMES"]
+
+_BASES = ("gradcam", "cam")
+#: How view cells whose footprint left the frame count in the data term.
+FRAMES = ("mask", "coverage", "all")
+_CPU_BUDGET = 2 * 2**30
+
+
+def _finite(value, name: str, *, positive: bool = False, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise InputError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return number
+
+
+def _positive_int(value, name: str, *, allow_none: bool = False, minimum: int = 1) -> int | None:
+    if value is None and allow_none:
+        return None
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not valid or int(value) != value or value < minimum:
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _choice(value, choices: tuple[str, ...], name: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}; choose one of {choices}")
+    return value
+
+
+@register("augmented-gradcam")
+class AugmentedGradCAM(Method):
+    r"""Augmented Grad-CAM (Morbidelli et al., ICASSP 2020): the CAMs :math:`g_l` of ``L``
+    roto-translated copies :math:`A_l x` (``A_1`` = identity), super-resolved into one map
+
+    .. math:: h^\star = \arg\min_h \tfrac12 \sum_l \|W_l^{1/2}(D A_l G h - g_l)\|^2
+              + \lambda\,\mathrm{TV}_{\ell_1}(h) + \tfrac{\mu}{2}\|h\|^2
+
+    at ``size`` (default: the input size), with each :math:`g_l` divided by its max first
+    (``divide_by_max``, the reference code's choice).  Copies: ``L``, ``max_angle`` radians and
+    ``max_shift`` pixels (default ±0.5 rad, ±30/224 of the image size), ``seed`` (same seed, same
+    transforms, same map), ``padding`` of what a copy shows where it left the frame (``"zeros"``,
+    ``"border"``, ``"reflection"``; the forward model pads the same way).  Forward model:
+    ``frame="mask"`` drops the view cells whose footprint left the frame (``"coverage"`` weighs
+    them by the share inside, ``"all"`` keeps them), ``downsample`` ``D`` (``"area"`` or the
+    reference code's ``"bilinear"``), ``blur`` σ in input pixels of a Gaussian ``G`` for the
+    network's own blur (0: none).  Solver: ``solver`` (``"accelerated"``, ``"primal-dual"``,
+    ``"subgradient"`` as in the paper), ``iters`` (default: the solver's), ``lam_tv``/``mu``
+    (default ``0.001·L``/``0.0001·L``), ``tol``, ``step``, ``inner``.  ``baseline="single" |
+    "max" | "avg"`` returns that baseline instead of solving; ``base="gradcam" | "cam"`` the CAM
+    of each copy.  Copies go through the model in micro-batches of ``copies_per_batch`` copies
+    of the whole batch, by default as many as ``memory_budget`` bytes allow (default: 2 GiB on
+    CPU, half the free memory on CUDA).  Targets must be classes (``None``, ints, ``top_k``).
+
+    >>> e = camkit.explain(model, images, method="augmented-gradcam", L=32)  # doctest: +SKIP
+    >>> e.raw.shape   # (B, K, H, W): the super-resolved maps, at the input size
+    """
+
+    def __init__(
+        self,
+        L: int = 100,
+        *,
+        max_angle: float = 0.5,
+        max_shift: float | None = None,
+        seed: int = 0,
+        padding: str = "zeros",
+        frame: str = "mask",
+        downsample: str = "area",
+        blur: float = 0.0,
+        gamma: float = 1.0,
+        solver: str = "accelerated",
+        iters: int | None = None,
+        lam_tv: float | None = None,
+        mu: float | None = None,
+        tol: float = 0.0,
+        step: float | None = None,
+        inner: int | None = None,
+        baseline: str | None = None,
+        base: str = "gradcam",
+        size=None,
+        divide_by_max: bool = True,
+        copies_per_batch: int | None = None,
+        memory_budget: int | None = None,
+    ):
+        self.L = _positive_int(L, "L")
+        self.max_angle = _finite(max_angle, "max_angle")
+        self.max_shift = _finite(max_shift, "max_shift", allow_none=True)
+        self.seed = _positive_int(seed, "seed", minimum=0)
+        self.padding = _choice(padding, PADDINGS, "padding")
+        self.frame = _choice(frame, FRAMES, "frame")
+        self.downsample = _choice(downsample, DOWNSAMPLINGS, "downsample")
+        self.blur = _finite(blur, "blur")
+        self.gamma = _finite(gamma, "gamma", positive=True)
+        self.solver = _choice(solver, SOLVERS, "solver")
+        self.iters = _positive_int(iters, "iters", allow_none=True, minimum=0)
+        self.lam_tv = _finite(lam_tv, "lam_tv", allow_none=True)
+        self.mu = _finite(mu, "mu", allow_none=True)
+        self.tol = _finite(tol, "tol")
+        self.step = _finite(step, "step", positive=True, allow_none=True)
+        self.inner = _positive_int(inner, "inner", allow_none=True)
+        if baseline is not None and baseline not in BASELINES:
+            raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES} or None")
+        self.baseline = baseline
+        self.base = method_registry.get(_choice(base, _BASES, "base"))
+        self.size = None if size is None else _size2(size)
+        self.divide_by_max = bool(divide_by_max)
+        self.copies_per_batch = _positive_int(copies_per_batch, "copies_per_batch", allow_none=True)
+        self.memory_budget = _positive_int(memory_budget, "memory_budget", allow_none=True)
+        self.needs_gradients = self.base.needs_gradients
+
+    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+        images = session.images
+        first = {name: torch.relu(maps.float()) for name, maps in self.base(session).items()}   # copy 1 = identity
+        if (session.classes < 0).any():
+            raise InputError("augmented-gradcam explains class targets (None, ints, top_k), not callables")
+        cams = self.copy_cams(session, first)                                                   # {layer: (B, K, L, h, w)}
+        size = self.size or tuple(images.shape[-2:])
+        angles, shifts = self.transforms(images.shape[-2:])
+        # Transforms act on the image grid; rescale the shifts (and σ) if the maps are solved at another size.
+        scale = torch.tensor([size[1] / images.shape[-1], size[0] / images.shape[-2]], dtype=torch.float64)
+        shifts = shifts * scale
+        blur = self.blur * float(scale.mean())
+        out = {}
+        for name, stack in cams.items():
+            batch, classes = stack.shape[:2]
+            flat = stack.flatten(0, 1)                                                          # (B·K, L, h, w)
+            if self.divide_by_max:
+                peak = flat.amax(dim=(-2, -1), keepdim=True)
+                flat = torch.where(peak > 0, flat / torch.where(peak > 0, peak, torch.ones_like(peak)), flat)
+            if self.baseline is not None:
+                maps = baseline(flat, angles, shifts, size, self.baseline)
+            else:
+                if self.gamma != 1:
+                    flat = flat.pow(self.gamma)
+                maps = superresolve(flat, angles.to(flat.device), shifts.to(flat.device), size,
+                                    lam_tv=self.lam_tv, mu=self.mu, iters=self.iters, solver=self.solver,
+                                    tol=self.tol, step=self.step, inner=self.inner,
+                                    weights=self.view_weights(angles, shifts, size, flat), padding=self.padding,
+                                    downsample=self.downsample, blur=blur).maps
+            out[name] = maps.reshape(batch, classes, *maps.shape[-2:])
+        return out
+
+    def view_weights(self, angles, shifts, size, cams: torch.Tensor) -> torch.Tensor | None:
+        """``(L, h, w)`` weights of the view cells for ``frame`` (None for ``"all"``): 1 inside the
+        frame, the share of the footprint inside (``"coverage"``) or 0 (``"mask"``) elsewhere."""
+        if self.frame == "all":
+            return None
+        dtype = cams.dtype if cams.dtype == torch.float64 else torch.float32
+        model = forward_model(angles, shifts, size, cams.shape[-2:], cams.device, dtype, padding=self.padding,
+                              downsample=self.downsample, blur=self.blur)
+        coverage = model.coverage
+        return coverage if self.frame == "coverage" else (coverage >= 1 - 1e-6).to(coverage.dtype)
+
+    def transforms(self, size) -> tuple[torch.Tensor, torch.Tensor]:
+        """``angles (L,)``, ``shifts (L, 2)`` for images of ``size``: the same for every batch."""
+        return sample_transforms(self.L, size, self.max_angle, self.max_shift, seed=self.seed)
+
+    def copy_cams(self, session: Session, first: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Rectified CAMs of all ``L`` copies, ``{layer: (B, K, L, h, w)}``, the copies in micro-batches."""
+        images = session.images
+        batch = images.shape[0]
+        angles, shifts = self.transforms(images.shape[-2:])
+        per_batch = self._copies_per_batch(images, first)
+        stacks = {name: [maps[:, :, None]] for name, maps in first.items()}
+        for start in range(1, self.L, per_batch):
+            stop = min(self.L, start + per_batch)
+            count = stop - start
+            warp = RotoTranslation(angles[start:stop], shifts[start:stop], images.shape[-2:], padding=self.padding,
+                                   device=images.device,
+                                   dtype=images.dtype if images.dtype == torch.float64 else torch.float32)
+            copies = warp(images).transpose(1, 2).reshape(batch * count, *images.shape[1:])  # image-major
+            sub = session.derive(copies, targets=session.classes.repeat_interleave(count, 0))
+            for name, maps in self.base(sub).items():
+                maps = torch.relu(maps.float())
+                stacks[name].append(maps.reshape(batch, count, *maps.shape[1:]).transpose(1, 2))
+        return {name: torch.cat(parts, dim=2) for name, parts in stacks.items()}
+
+    def _copies_per_batch(self, images: torch.Tensor, first: dict[str, torch.Tensor]) -> int:
+        if self.copies_per_batch is not None:
+            return int(self.copies_per_batch)
+        budget = self.memory_budget
+        if budget is None:
+            if images.device.type == "cuda":
+                budget = torch.cuda.mem_get_info(images.device)[0] // 2
+            else:
+                budget = _CPU_BUDGET
+        # A forward pass of a CNN holds activations ~100x the input image (VGG16 at 224²: ~60 MB
+        # per image in float32) plus the copy and the tapped gradients.
+        per_image = images[0].numel() * images.element_size() * 100
+        per_image += sum(m[0].numel() for m in first.values()) * 4 * 2
+        return max(1, min(self.L - 1, int(budget) // (per_image * images.shape[0])))
+
+    def __repr__(self) -> str:
+        return (f"AugmentedGradCAM(L={self.L}, solver={self.solver!r}, iters={self.iters}, frame={self.frame!r}, "
+                f"padding={self.padding!r}, downsample={self.downsample!r}, blur={self.blur}, gamma={self.gamma}, "
+                f"baseline={self.baseline!r}, base={self.base.name!r}, seed={self.seed})")
+
+
+@register("augmented-avg")
+class AugmentedAverage(AugmentedGradCAM):
+    """The paper's *avg* baseline: ``mean_l A_l⁻¹ upsample(g_l)`` over the copies of
+    ``"augmented-gradcam"`` (same options; ``baseline="avg"``)."""
+
+    def __init__(self, L: int = 100, **options):
+        super().__init__(L, **{"baseline": "avg", **options})
+
+
+@register("augmented-max")
+class AugmentedMax(AugmentedGradCAM):
+    """The paper's *max* baseline: ``max_l A_l⁻¹ upsample(g_l)`` (``baseline="max"``)."""
+
+    def __init__(self, L: int = 100, **options):
+        super().__init__(L, **{"baseline": "max", **options})
