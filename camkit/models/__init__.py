@@ -2,7 +2,7 @@
 and the checkpoints shipped with camkit (``pretrained("nin-shapes")``)."""
 from camkit.models.coarse import CoarseNet
 from camkit.models.heads import CamNet, gap_head
-from camkit.models.nin import GlobalPool, NiN, Normalize
+from camkit.models.nin import NiN, GlobalPool, Normalize
 from camkit.models.zoo import WeightsError, available, get, load, pretrained, save
 
 __all__ = ["NiN", "CoarseNet", "GlobalPool", "Normalize", "CamNet", "gap_head", "get", "pretrained", "load", "save",

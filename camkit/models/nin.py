@@ -11,7 +11,7 @@ so the CAM of class ``c`` *is* channel ``c`` of the last block, ``model.features
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

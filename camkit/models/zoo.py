@@ -1,8 +1,8 @@
 """Model factory over torchvision, camkit's own model files, and the shipped checkpoints.
 
->>> import camkit
->>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
->>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
+    >>> import camkit
+    >>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
+    >>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
 """
 from __future__ import annotations
 
