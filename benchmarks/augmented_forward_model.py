@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
+    parser.add_argument("--base", default="", help="change the base the variants depart from, e.g. gamma=2,lam=0.1")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,6 +97,9 @@ def main(argv=None) -> int:
     defaults = AugmentedGradCAM(L=args.L)
     base = dict(frame=defaults.frame, padding=defaults.padding, downsample=defaults.downsample, blur=defaults.blur,
                 gamma=defaults.gamma, lam=1.0, size=None)
+    for assignment in filter(None, args.base.split(",")):
+        key, value = assignment.split("=")
+        base[key] = value if key in ("frame", "padding", "downsample") else float(value)
     variants = {"defaults": {}}
     variants.update({f"frame={f}": {"frame": f} for f in ("mask", "coverage", "all") if f != base["frame"]})
     variants.update({f"padding={p}": {"padding": p} for p in ("zeros", "border", "reflection") if p != base["padding"]})
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
                 session = camkit.methods.Session(model, images[i:i + args.batch], layers, labels[i:i + args.batch])
                 first = {k: torch.relu(v) for k, v in method.base(session).items()}
                 parts.append(next(iter(method.copy_cams(session, first).values()))[:, 0])
-            stack = torch.cat(parts)
+            stack = torch.cat(parts)  # (B, L, h, w)
             peak = stack.amax((-2, -1), keepdim=True)
             stacks[padding] = torch.where(peak > 0, stack / peak.clamp(min=1e-12), stack)
         return stacks[padding]
@@ -138,15 +142,18 @@ def main(argv=None) -> int:
         views = copies(option["padding"]) ** option["gamma"]
         start = time.perf_counter()
         weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)
-        maps = superresolve(views, angles, shifts * scale, (solve_size, solve_size),
-                            lam_tv=option["lam"] * 0.001 * args.L, weights=weights, padding=option["padding"],
-                            downsample=option["downsample"], blur=option["blur"] * scale).maps
+        maps = torch.cat([superresolve(views[i:i + args.batch], angles, shifts * scale, (solve_size, solve_size),
+                                       lam_tv=option["lam"] * 0.001 * args.L, weights=weights,
+                                       padding=option["padding"], downsample=option["downsample"],
+                                       blur=option["blur"] * scale).maps for i in range(0, len(items), args.batch)])
         seconds = (time.perf_counter() - start) / len(items)
         if solve_size != size:
             maps = camkit.maps.resize_maps(maps[:, None], (size, size))[:, 0]
         rows[name] = {**scores(maps, items), "solve_s_per_image": seconds}
+        print(name, json.dumps(rows[name]), flush=True)
     report["rows"] = rows
-    print("| variant | GT-known Loc @0.2 | @0.15 | MaxBoxAcc | MaxBoxAccV2 | PxAP | solve s/image |\n|---|---|---|---|---|---|---|")
+    print("| variant | GT-known Loc @0.2 | @0.15 | MaxBoxAcc | MaxBoxAccV2 | PxAP | solve s/image |")
+    print("|---|---|---|---|---|---|---|")
     for name, row in rows.items():
         print(f"| {name} | {row['loc@0.2']:.1f} | {row['loc@0.15']:.1f} | {row['max_box_acc']:.1f} | "
               f"{row['max_box_acc_v2']:.1f} | {row['pxap']:.1f} | {row.get('solve_s_per_image', 0):.3f} |")

@@ -1,6 +1,6 @@
 """Speed of Augmented Grad-CAM's super-resolution, side by side with what it is compared to.
 
-For L = 100 copies of a 224² image and maps of 14² and 7² (200 iterations each), it measures:
+For L = 100 copies of a 224² image and maps of 14² and 7² (each solver with its default iterations), it measures:
 
 * the solve time per map, one map alone and 16 maps solved together (goal: 16 maps ≤ 2× one),
   for both solvers, with the sparse operator built in the timing ("cold") and cached ("warm");
@@ -12,8 +12,10 @@ For L = 100 copies of a 224² image and maps of 14² and 7² (200 iterations eac
 * the objective each reaches, and the PSNR of each map and of the baselines against the
   known high-resolution map the CAMs were made from.
 
-Times are medians of ``--runs`` runs, on ``--threads`` CPU threads (default 1).  ``python benchmarks/augmented_speed.py [--runs 3]
-[--device cuda] [--skip-gradcam] [--json out.json]``.
+Also the shipped coarse model's cost end to end: augmented with L copies ÷ L single Grad-CAMs
+(``--coarse``: only that).  Times are medians of ``--runs`` runs, on ``--threads`` CPU threads
+(default 1).  ``python benchmarks/augmented_speed.py [--runs 3] [--device cuda] [--coarse]
+[--skip-gradcam] [--json out.json]``.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 import camkit
 from camkit.augmented import (
+    SOLVERS,
     RotoTranslation,
     area_downsample,
     baseline,
@@ -123,11 +126,39 @@ def end_to_end(device, runs, layer, batch=8):
     model = torchvision.models.vgg16(weights=None).eval().to(device)
     images = torch.rand(batch, 3, *SIZE, generator=torch.Generator().manual_seed(4)).to(device)
     out = {}
-    for solver in ("subgradient", "primal-dual"):
-        explain = lambda: camkit.explain(model, images, method="augmented-gradcam", layer=layer, L=L, solver=solver)
+    for solver in SOLVERS:
+        def explain(solver=solver):
+            return camkit.explain(model, images, method="augmented-gradcam", layer=layer, L=L, solver=solver)
+
         explain()  # warm-up: cuDNN autotuning, the cached operator
         seconds, _ = timed(explain, device, runs)
         out[f"{solver}_per_image_s"] = seconds / batch
+    return out
+
+
+def coarse_cost(device, runs, batch=8, copies=(32, 100)):
+    """Per image, end to end: ``camkit.explain(coarsenet-shapes, B images, "augmented-gradcam", L)``
+    ÷ L single Grad-CAMs (``camkit.explain(..., "gradcam")`` on the same B images, timed once and
+    multiplied by L); goal ≤ 1.25 on CPU.  The copies are L − 1 extra network passes, so the ratio
+    is (L passes + solve) ÷ (L passes): it measures the solve and the copies' overhead."""
+    model = camkit.models.pretrained("coarsenet-shapes").to(device)
+    data = camkit.data.Shapes("val", size=224, length=batch)
+    images = torch.stack([data[i]["image"] for i in range(batch)]).to(device)
+    labels = torch.tensor([data[i]["label"] for i in range(batch)], device=device)
+    def single():
+        return camkit.explain(model, images, method="gradcam", targets=labels)
+
+    single()
+    single_s, _ = timed(single, device, max(runs, 5))
+    out = {"batch": batch, "gradcam_s": single_s}
+    for count in copies:
+        def augmented(count=count):
+            return camkit.explain(model, images, method="augmented-gradcam", targets=labels, L=count)
+
+        augmented()  # the operator is built once per transform set and cached
+        seconds, _ = timed(augmented, device, runs)
+        out[f"L={count}"] = {"augmented_s": seconds, "ratio": seconds / (count * single_s),
+                             "per_image_s": seconds / batch}
     return out
 
 
@@ -139,19 +170,30 @@ def main():
     parser.add_argument("--skip-adam", action="store_true")
     parser.add_argument("--json", default=None)
     parser.add_argument("--end-to-end", action="store_true",
-                        help="also time camkit.explain(vgg16, 8 images, 'augmented-gradcam', L=100) per image (default on CUDA)")
+                        help="also time camkit.explain(vgg16, 8 images, 'augmented-gradcam', L=100) per image "
+                             "(default on CUDA)")
+    parser.add_argument("--skip-coarse", action="store_true", help="leave out the coarse model's cost")
+    parser.add_argument("--coarse", action="store_true",
+                        help="only the coarse model's cost: augmented (L copies) ÷ L single Grad-CAMs")
     parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for everything (1: the machine is shared; more threads slow sparse products down there)")
+                        help="CPU threads for everything (1: the machine is shared; more threads slow sparse "
+                             "products down there)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}")
+    results = {} if args.skip_coarse else {"coarsenet-shapes": coarse_cost(device, args.runs)}
+    print(json.dumps(results, indent=1), flush=True)
+    if args.coarse:
+        args.skip_gradcam = args.skip_adam = True
+        maps = ()
+    else:
+        maps = ((14, "features.29"), (7, "features.30"))
     angles, shifts = sample_transforms(L, SIZE, seed=0)
     truth = truth_maps(16)
     warped = RotoTranslation(angles, shifts, SIZE)(truth)                                   # (16, L, 224, 224)
-    results = {}
-    for low, layer in ((14, "features.29"), (7, "features.30")):
+    for low, layer in maps:
         cams = area_downsample(warped, (low, low))
         cams = (cams + 0.01 * torch.randn(cams.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
         cams = cams.to(device)
@@ -159,11 +201,11 @@ def main():
         row = {"map": f"{low}x{low}"}
         for kind in ("single", "avg", "max"):
             row[f"psnr_{kind}"] = psnr(baseline(cams, angles, shifts, SIZE, kind), truth)
-        for solver in ("subgradient", "primal-dual"):
-            def solve(batch, cold):
+        for solver in SOLVERS:
+            def solve(batch, cold, cams=cams, solver=solver):
                 if cold:
                     solver_module._CACHE.clear()
-                return superresolve(cams[:batch], angles, shifts, SIZE, solver=solver, iters=200)
+                return superresolve(cams[:batch], angles, shifts, SIZE, solver=solver)
 
             solve(1, False)  # warm-up
             one_cold, _ = timed(lambda: solve(1, True), device, args.runs)
@@ -173,14 +215,18 @@ def main():
                 "one_map_s": one, "one_map_cold_s": one_cold, "16_maps_s": sixteen,
                 "16_over_1": sixteen / one, "per_map_in_16_s": sixteen / 16,
                 "objective_map0": result.history[0, -1].item(), "psnr": psnr(result.maps, truth),
+                "iterations": result.iterations,
                 "_history0": single_result.history[0].cpu(),
             }
         if not args.skip_adam:
             runs = 1 if device.type == "cpu" else args.runs
-            seconds, h = timed(lambda: adam_reference(cams[:1], angles, shifts, lam_tv, mu), device, runs)
+            def adam(cams=cams, lam_tv=lam_tv, mu=mu):
+                return adam_reference(cams[:1], angles, shifts, lam_tv, mu)
+
+            seconds, h = timed(adam, device, runs)
             value = objective(h.cpu(), cams[:1].cpu(), angles, shifts, lam_tv, mu).item()
             row["adam"] = {"per_map_s": seconds, "objective_map0": value, "psnr_map0": psnr(h, truth[:1])}
-            for solver in ("subgradient", "primal-dual"):
+            for solver in SOLVERS:
                 row[solver]["adam_over_ours_1"] = seconds / row[solver]["one_map_s"]
                 row[solver]["adam_over_ours_16"] = seconds / row[solver]["per_map_in_16_s"]
                 # The time our solver needs to get at least as low as Adam's 200 steps.
@@ -189,17 +235,18 @@ def main():
                 if len(reached):
                     needed = int(reached[0])
                     row[solver]["iterations_to_adam_objective"] = needed
-                    row[solver]["adam_over_ours_at_equal_objective_1"] = seconds / (row[solver]["one_map_s"] * max(needed, 1) / 200)
+                    row[solver]["adam_over_ours_at_equal_objective_1"] = seconds / (
+                        row[solver]["one_map_s"] * max(needed, 1) / row[solver]["iterations"])
         if not args.skip_gradcam:
             image = torch.rand(1, 3, *SIZE, generator=torch.Generator().manual_seed(3)).to(device)
             seconds, per_batch = gradcam_time(device, max(1, min(args.runs, 2)), layer, image)
             row["gradcam_100_s"] = seconds
             row["copies_per_micro_batch"] = per_batch
-            for solver in ("subgradient", "primal-dual"):
+            for solver in SOLVERS:
                 row[solver]["solve_over_gradcam"] = row[solver]["one_map_s"] / seconds
         if (args.end_to_end or device.type == "cuda") and not args.skip_gradcam:
             row["end_to_end"] = end_to_end(device, args.runs, layer)
-        for solver in ("subgradient", "primal-dual"):
+        for solver in SOLVERS:
             row[solver].pop("_history0", None)
         results[row["map"]] = row
         print(json.dumps(row, indent=1))

@@ -55,10 +55,10 @@ def test_roto_translation_matches_grid_sample():
     warped = RotoTranslation(angles, shifts, (20, 24), dtype=f64)(images)           # (2, 3, 6, 20, 24)
     src_x, src_y = warp_coordinates(angles, shifts, (20, 24))
     grid = torch.stack([(2 * src_x + 1) / 24 - 1, (2 * src_y + 1) / 20 - 1], dim=-1)  # (6, 20, 24, 2)
-    for l in range(6):
-        expected = F.grid_sample(images, grid[l:l + 1].expand(2, -1, -1, -1), mode="bilinear",
+    for copy in range(6):
+        expected = F.grid_sample(images, grid[copy:copy + 1].expand(2, -1, -1, -1), mode="bilinear",
                                  padding_mode="zeros", align_corners=False)
-        torch.testing.assert_close(warped[:, :, l], expected, atol=1e-12, rtol=0)
+        torch.testing.assert_close(warped[:, :, copy], expected, atol=1e-12, rtol=0)
 
 
 def test_warp_and_inverse_warp_are_exact_on_a_linear_ramp():
@@ -71,7 +71,7 @@ def test_warp_and_inverse_warp_are_exact_on_a_linear_ramp():
     inner = (slice(None), slice(8, 24), slice(8, 24))
     torch.testing.assert_close(warped[inner], (0.3 * src_x - 0.7 * src_y + 2.0)[inner], atol=1e-10, rtol=0)
     back = RotoTranslation(angles, shifts, (32, 32), inverse=True, dtype=f64)
-    restored = torch.stack([back(warped[l])[l] for l in range(4)])
+    restored = torch.stack([back(warped[copy])[copy] for copy in range(4)])
     torch.testing.assert_close(restored[inner], ramp.expand(4, -1, -1)[inner], atol=1e-10, rtol=0)
 
 
@@ -86,7 +86,8 @@ def test_roto_translation_adjoint(inverse):
 
 def test_area_downsample_golden_and_adjoint():
     grid = torch.arange(16, dtype=f64).view(4, 4)
-    expected = torch.tensor([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4], [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]],
+    expected = torch.tensor([[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4],
+                             [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]],
                             dtype=f64)
     torch.testing.assert_close(area_downsample(grid, (2, 2)), expected)
     torch.testing.assert_close(area_downsample_adjoint(torch.ones(2, 2, dtype=f64), (4, 4)),
@@ -94,14 +95,16 @@ def test_area_downsample_golden_and_adjoint():
     for size, low in (((32, 32), (8, 8)), ((30, 26), (7, 5)), ((299, 299), (9, 9))):
         x = torch.randn(2, *size, dtype=f64)
         y = torch.randn(2, *low, dtype=f64)
-        assert _dot_test(lambda v: area_downsample(v, low), lambda v: area_downsample_adjoint(v, size), x, y) < 1e-12
+        assert _dot_test(lambda v, low=low: area_downsample(v, low),
+                         lambda v, size=size: area_downsample_adjoint(v, size), x, y) < 1e-12
 
 
 def test_area_weights_non_divisible_golden():
     # 3 pixels into 2 cells of 1.5 px: the middle pixel is shared half and half.
     expected = torch.tensor([[2 / 3, 1 / 3, 0.0], [0.0, 1 / 3, 2 / 3]], dtype=f64)
     torch.testing.assert_close(area_weights(3, 2), expected)
-    torch.testing.assert_close(area_downsample(torch.ones(1, 299, 299, dtype=f64), (7, 7)), torch.ones(1, 7, 7, dtype=f64))
+    torch.testing.assert_close(area_downsample(torch.ones(1, 299, 299, dtype=f64), (7, 7)),
+                               torch.ones(1, 7, 7, dtype=f64))
 
 
 @pytest.mark.parametrize("size, low", [((32, 32), (8, 8)), ((30, 26), (7, 5)), ((48, 40), (6, 5))])

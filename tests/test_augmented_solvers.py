@@ -57,7 +57,7 @@ def _reference_objective(maps, cams, angles, shifts, lam_tv, mu, weights=None):
     src_x, src_y = warp_coordinates(angles, shifts, SIZE)
     grid = torch.stack([(2 * src_x + 1) / SIZE[1] - 1, (2 * src_y + 1) / SIZE[0] - 1], dim=-1)
     values = []
-    for h, g in zip(maps.double(), cams.double()):
+    for h, g in zip(maps.double(), cams.double(), strict=True):
         warped = F.grid_sample(h.expand(L, 1, *SIZE), grid, mode="bilinear", padding_mode="zeros",
                                align_corners=False)
         low = F.avg_pool2d(warped, SIZE[0] // LOW[0])[:, 0]

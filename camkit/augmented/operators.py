@@ -228,11 +228,12 @@ class RotoTranslation:
         count = self.num_transforms * n * m
         crow = torch.arange(0, 4 * count + 1, 4, dtype=torch.int32 if 4 * count < 2**31 else torch.long)
         self.matrix = _csr(crow, index.view(-1), weights.view(-1), (count, n * m)).to(device)
-        self._transposed = None
-        self._block_diagonal = None
+        self._transposed: torch.Tensor | None = None
+        self._block_diagonal: torch.Tensor | None = None
 
     @property
     def transposed(self) -> torch.Tensor:
+        """``Aᵀ`` as an explicit CSR matrix (built on first use)."""
         if self._transposed is None:
             self._transposed = _transpose_csr(self.matrix)
         return self._transposed

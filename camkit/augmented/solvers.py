@@ -88,9 +88,11 @@ def forward_model(angles, shifts, size, map_size, device=None, dtype=torch.float
 
 
 @contextlib.contextmanager
-def _few_threads_if_small(work: int, device: torch.device, threshold: int = 2**20):
-    """Run small CPU problems on one thread: waking a thread pool for each of ~400 tiny sparse
-    products costs far more than the products (100x on a loaded 2-core machine)."""
+def _few_threads_if_small(work: int, device: torch.device, threshold: int = 2**23):
+    """Run CPU problems of fewer than ``threshold`` map elements (``N·M·B``) on one thread: an
+    iteration is a few hundred element-wise passes and two sparse products, and waking a thread
+    pool for each costs more than it saves (element-wise passes over 224²×10 maps ran 4-8× slower
+    on 2 threads than on 1 on a loaded 2-core machine)."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or work >= threshold or threads == 1:
         yield
@@ -162,7 +164,8 @@ def _view_weights(weights, cams: torch.Tensor, dtype) -> torch.Tensor | None:
     weights = torch.as_tensor(weights)
     batch, L, h, w = cams.shape
     if weights.shape not in ((L, h, w), (batch, L, h, w)):
-        raise InputError(f"weights must have shape ({L}, {h}, {w}) or ({batch}, {L}, {h}, {w}), got {tuple(weights.shape)}")
+        raise InputError(f"weights must have shape ({L}, {h}, {w}) or ({batch}, {L}, {h}, {w}), "
+                         f"got {tuple(weights.shape)}")
     if not torch.isfinite(weights).all() or (weights < 0).any():
         raise InputError("weights must be finite and non-negative")
     return weights.to(cams.device, dtype).reshape(-1, L * h * w).t().contiguous()
@@ -235,7 +238,7 @@ def superresolve(
     problem = _Problem(model, cams.reshape(cams.shape[0], -1).t().to(dtype).contiguous(),   # (L·h·w, B)
                        _view_weights(weights, cams, dtype), size, lam_tv, mu)
     run = {"accelerated": _accelerated, "primal-dual": _primal_dual, "subgradient": _subgradient}[solver]
-    with _few_threads_if_small(model.matrix._nnz() * problem.views.shape[1], cams.device):
+    with _few_threads_if_small(size[0] * size[1] * problem.views.shape[1], cams.device):
         tracker = run(problem, _Tracker(problem.zeros(), tol), iters, step, inner)
     maps, history, values, steps = tracker.result()
     maps = maps.t().reshape(-1, *size).to(cams.dtype)
@@ -306,23 +309,28 @@ def _tv_prox(z: torch.Tensor, weight: float, dual: tuple[torch.Tensor, torch.Ten
     q_y, q_x = dual
     r_y, r_x = q_y.clone(), q_x.clone()
     image = z.view(*size, -1)
+    h = torch.empty_like(image)
     t = 1.0
     for _ in range(inner):
-        h = image.clone()
-        _add_gradient_adjoint(h, r_y, r_x, alpha=-1.0)
-        d_y, d_x = _gradient(h)
-        new_y = r_y.add_(d_y, alpha=0.125).clamp_(-weight, weight)
-        new_x = r_x.add_(d_x, alpha=0.125).clamp_(-weight, weight)
+        _minus_gradient_adjoint(image, r_y, r_x, out=h)
+        new_y = r_y.add_(h[1:] - h[:-1], alpha=0.125).clamp_(-weight, weight)
+        new_x = r_x.add_(h[:, 1:] - h[:, :-1], alpha=0.125).clamp_(-weight, weight)
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
         momentum = (t - 1) / t_next
-        r_y = new_y + momentum * (new_y - q_y)
-        r_x = new_x + momentum * (new_x - q_x)
-        q_y.copy_(new_y)
-        q_x.copy_(new_x)
+        # r ← new + momentum·(new − q), q ← new: the old q's memory takes the next r.
+        r_y, q_y = q_y.mul_(-momentum).add_(new_y, alpha=1 + momentum), new_y
+        r_x, q_x = q_x.mul_(-momentum).add_(new_x, alpha=1 + momentum), new_x
         t = t_next
-    h = image.clone()
-    _add_gradient_adjoint(h, q_y, q_x, alpha=-1.0)
+    dual[0].copy_(q_y)
+    dual[1].copy_(q_x)
+    _minus_gradient_adjoint(image, q_y, q_x, out=h)
     return h.view_as(z)
+
+
+def _minus_gradient_adjoint(image: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, out: torch.Tensor) -> None:
+    """``out = image − ∇ᵀ(dy, dx)`` for ``(N, M, B)`` maps (``∇ᵀ`` as in :func:`_add_gradient_adjoint`)."""
+    out.copy_(image)
+    _add_gradient_adjoint(out, dy, dx, alpha=-1.0)
 
 
 def _accelerated(problem: _Problem, tracker: _Tracker, iters: int, step: float, inner: int) -> _Tracker:

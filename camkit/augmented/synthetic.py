@@ -35,6 +35,7 @@ class KnownTruth:
 
     @property
     def size(self) -> tuple[int, int]:
+        """``(N, M)`` of the truth."""
         return tuple(self.truth.shape[-2:])  # type: ignore[return-value]
 
 
@@ -58,14 +59,14 @@ def _scipy_views(truth: np.ndarray, angles: np.ndarray, shifts: np.ndarray, map_
     h, w = map_size
     centre = np.array([(n - 1) / 2, (m - 1) / 2])              # (row, col)
     views = np.empty((len(angles), h, w))
-    for l, (theta, (dx, dy)) in enumerate(zip(angles, shifts)):
+    for copy, (theta, (dx, dy)) in enumerate(zip(angles, shifts, strict=True)):
         # Output (row, col) = o samples the input at c + M (o - c - t) with t = (dy, dx): the
         # inverse rotation written in (row, col) order.
         cos, sin = np.cos(theta), np.sin(theta)
         matrix = np.array([[cos, sin], [-sin, cos]])
         offset = centre - matrix @ (centre + np.array([dy, dx]))
         warped = ndimage.affine_transform(truth, matrix, offset=offset, order=1, mode="constant", cval=0.0)
-        views[l] = warped.reshape(h, n // h, w, m // w).mean(axis=(1, 3))
+        views[copy] = warped.reshape(h, n // h, w, m // w).mean(axis=(1, 3))
     return views
 
 

@@ -25,9 +25,7 @@ FRAMES = ("mask", "coverage", "all")
 _CPU_BUDGET = 2 * 2**30
 
 
-def _finite(value, name: str, *, positive: bool = False, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
+def _finite(value, name: str, *, positive: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -37,9 +35,12 @@ def _finite(value, name: str, *, positive: bool = False, allow_none: bool = Fals
     return number
 
 
-def _positive_int(value, name: str, *, allow_none: bool = False, minimum: int = 1) -> int | None:
-    if value is None and allow_none:
-        return None
+def _optional(check, value, name: str, **options):
+    """``None``, or ``check(value, name, **options)``."""
+    return None if value is None else check(value, name, **options)
+
+
+def _positive_int(value, name: str, *, minimum: int = 1) -> int:
     valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not valid or int(value) != value or value < minimum:
         raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -108,7 +109,7 @@ class AugmentedGradCAM(Method):
     ):
         self.L = _positive_int(L, "L")
         self.max_angle = _finite(max_angle, "max_angle")
-        self.max_shift = _finite(max_shift, "max_shift", allow_none=True)
+        self.max_shift = _optional(_finite, max_shift, "max_shift")
         self.seed = _positive_int(seed, "seed", minimum=0)
         self.padding = _choice(padding, PADDINGS, "padding")
         self.frame = _choice(frame, FRAMES, "frame")
@@ -116,28 +117,30 @@ class AugmentedGradCAM(Method):
         self.blur = _finite(blur, "blur")
         self.gamma = _finite(gamma, "gamma", positive=True)
         self.solver = _choice(solver, SOLVERS, "solver")
-        self.iters = _positive_int(iters, "iters", allow_none=True, minimum=0)
-        self.lam_tv = _finite(lam_tv, "lam_tv", allow_none=True)
-        self.mu = _finite(mu, "mu", allow_none=True)
+        self.iters = _optional(_positive_int, iters, "iters", minimum=0)
+        self.lam_tv = _optional(_finite, lam_tv, "lam_tv")
+        self.mu = _optional(_finite, mu, "mu")
         self.tol = _finite(tol, "tol")
-        self.step = _finite(step, "step", positive=True, allow_none=True)
-        self.inner = _positive_int(inner, "inner", allow_none=True)
+        self.step = _optional(_finite, step, "step", positive=True)
+        self.inner = _optional(_positive_int, inner, "inner")
         if baseline is not None and baseline not in BASELINES:
             raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES} or None")
         self.baseline = baseline
         self.base = method_registry.get(_choice(base, _BASES, "base"))
         self.size = None if size is None else _size2(size)
         self.divide_by_max = bool(divide_by_max)
-        self.copies_per_batch = _positive_int(copies_per_batch, "copies_per_batch", allow_none=True)
-        self.memory_budget = _positive_int(memory_budget, "memory_budget", allow_none=True)
-        self.needs_gradients = self.base.needs_gradients
+        self.copies_per_batch = _optional(_positive_int, copies_per_batch, "copies_per_batch")
+        self.memory_budget = _optional(_positive_int, memory_budget, "memory_budget")
+        # Method declares needs_gradients per class; here it is the base method's (Grad-CAM or CAM).
+        self.needs_gradients = self.base.needs_gradients  # type: ignore[misc]
 
     def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+        """The super-resolved map (or baseline) of every image and class, ``{layer: (B, K, N, M)}``."""
         images = session.images
         first = {name: torch.relu(maps.float()) for name, maps in self.base(session).items()}   # copy 1 = identity
         if (session.classes < 0).any():
             raise InputError("augmented-gradcam explains class targets (None, ints, top_k), not callables")
-        cams = self.copy_cams(session, first)                                                   # {layer: (B, K, L, h, w)}
+        cams = self.copy_cams(session, first)                                       # {layer: (B, K, L, h, w)}
         size = self.size or tuple(images.shape[-2:])
         angles, shifts = self.transforms(images.shape[-2:])
         # Transforms act on the image grid; rescale the shifts (and σ) if the maps are solved at another size.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,14 +59,15 @@ class CoarseNet(nn.Module):
             raise InputError("patch, stem_width, widths and kernel_sizes must be positive")
         if not 0 <= dropout < 1:
             raise InputError(f"dropout must be in [0, 1), got {dropout}")
-        self.config = dict(num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes),
-                           patch=int(patch), stem_width=int(stem_width), pool=pool, dropout=float(dropout),
-                           mean=[float(m) for m in mean], std=[float(s) for s in std])
+        self.config: dict[str, Any] = dict(
+            num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes), patch=int(patch),
+            stem_width=int(stem_width), pool=pool, dropout=float(dropout), mean=[float(m) for m in mean],
+            std=[float(s) for s in std])
         self.normalize = Normalize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["stem"] = _conv_bn_relu(len(mean), stem_width, patch, stride=patch)
         in_channels = stem_width
-        for i, (width, k) in enumerate(zip(widths, kernel_sizes), start=1):
+        for i, (width, k) in enumerate(zip(widths, kernel_sizes, strict=True), start=1):
             layers[f"block{i}"] = _conv_bn_relu(in_channels, width, k)
             if i < len(widths):
                 layers[f"pool{i}"] = nn.MaxPool2d(2)
@@ -78,6 +80,7 @@ class CoarseNet(nn.Module):
 
     @property
     def num_classes(self) -> int:
+        """Classes of the last layer."""
         return self.config["num_classes"]
 
     @property
@@ -92,4 +95,5 @@ class CoarseNet(nn.Module):
         return torch.einsum("bkhw,ck->bchw", self.features(self.normalize(images)), self.fc.weight)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W) → (B, num_classes)`` logits."""
         return self.fc(self.dropout(self.pool(self.features(self.normalize(images)))))
