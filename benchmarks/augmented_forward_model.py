@@ -29,7 +29,7 @@ from camkit.layers import resolve_layers
 from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
-from camkit.methods.augmented import AugmentedGradCAM
+from camkit.methods.augmented import LAM_TV_PER_COPY, AugmentedGradCAM
 
 
 def scores(maps: torch.Tensor, items: list[dict]) -> dict:
@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     variants.update({f"downsample={d}": {"downsample": d} for d in ("area", "bilinear") if d != base["downsample"]})
     variants.update({f"blur={s:g}": {"blur": s} for s in (8.0, 16.0) if s != base["blur"]})
     variants.update({f"gamma={g:g}": {"gamma": g} for g in (1.0, 1.5, 2.0, 3.0) if g != base["gamma"]})
-    variants.update({f"lam_tv×{s:g}": {"lam": s} for s in (0.03, 0.1, 0.3, 1.0, 3.0) if s != base["lam"]})
+    variants.update({f"lam_tv×{s:g}": {"lam": s} for s in (0.3, 3.0, 10.0) if s != base["lam"]})
+    variants["paper (gamma=1, frame=all, lam_tv=0.001·L)"] = {"gamma": 1.0, "frame": "all", "lam": 10.0}
     variants.update({f"size={s}": {"size": s} for s in (56, 112) if s != size})
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
@@ -143,7 +144,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)
         maps = torch.cat([superresolve(views[i:i + args.batch], angles, shifts * scale, (solve_size, solve_size),
-                                       lam_tv=option["lam"] * 0.001 * args.L, weights=weights,
+                                       lam_tv=option["lam"] * LAM_TV_PER_COPY * args.L, weights=weights,
                                        padding=option["padding"], downsample=option["downsample"],
                                        blur=option["blur"] * scale).maps for i in range(0, len(items), args.batch)])
         seconds = (time.perf_counter() - start) / len(items)
