@@ -81,7 +81,8 @@ class AugmentedGradCAM(Method):
     ``baseline="single" | "max" | "avg"`` returns that baseline instead of solving;
     ``base="gradcam" | "cam"`` the CAM of each copy.  Copies go through the model in micro-batches
     of ``copies_per_batch`` copies of the whole batch, by default as many as ``memory_budget``
-    bytes allow (default: 2 GiB on CPU, half the free memory on CUDA).  Targets must be classes (``None``, ints, ``top_k``).
+    bytes allow (default: 2 GiB on CPU, half the free memory on CUDA).  Targets must be classes
+    (``None``, ints, ``top_k``).
 
     >>> e = camkit.explain(model, images, method="augmented-gradcam", L=32)  # doctest: +SKIP
     >>> e.raw.shape   # (B, K, H, W): the super-resolved maps, at the input size
