@@ -36,12 +36,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "augmented, subgradient": ("augmented-gradcam", {"solver": "subgradient"}),
     "augmented, frame=all": ("augmented-gradcam", {"frame": "all"}),
     "augmented, frame=coverage": ("augmented-gradcam", {"frame": "coverage"}),
-    "augmented, padding=reflection, frame=all": ("augmented-gradcam", {"padding": "reflection", "frame": "all"}),
+    "augmented, padding=zeros": ("augmented-gradcam", {"padding": "zeros"}),
+    "augmented, padding=reflection": ("augmented-gradcam", {"padding": "reflection"}),
     "augmented, downsample=bilinear": ("augmented-gradcam", {"downsample": "bilinear"}),
     "augmented, blur=8": ("augmented-gradcam", {"blur": 8.0}),
     "augmented, gamma=1": ("augmented-gradcam", {"gamma": 1.0}),
-    "augmented, paper (gamma=1, frame=all, lam_tv=0.001·L, subgradient)": (
-        "augmented-gradcam", {"gamma": 1.0, "frame": "all", "lam_tv": "paper", "solver": "subgradient"}),
+    "augmented, paper (zeros, frame=all, gamma=1, lam_tv=0.001·L, subgradient)": (
+        "augmented-gradcam", {"padding": "zeros", "frame": "all", "gamma": 1.0, "lam_tv": "paper",
+                              "solver": "subgradient"}),
 }
 
 

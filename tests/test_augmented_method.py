@@ -46,7 +46,7 @@ def test_copies_are_batched_grad_cams_of_the_warped_images():
         first = {k: torch.relu(v) for k, v in method.base(session).items()}
         stack = method.copy_cams(session, first)["7"]                                  # (B, 1, L, 8, 8)
     angles, shifts = sample_transforms(7, (32, 32), seed=0)
-    warped = RotoTranslation(angles, shifts, (32, 32))(images)                          # (B, 3, L, 32, 32)
+    warped = RotoTranslation(angles, shifts, (32, 32), padding=method.padding)(images)  # (B, 3, L, 32, 32)
     for copy in (0, 2, 4, 6):
         direct = camkit.explain(model, warped[:, :, copy], layer="7", targets=classes[:, 0]).raw
         torch.testing.assert_close(stack[:, :, copy], direct, atol=1e-5, rtol=1e-4)

@@ -40,7 +40,7 @@ __all__ = ["SuperResolution", "superresolve", "objective", "forward_model", "SOL
 SOLVERS = ("accelerated", "primal-dual", "subgradient")
 #: Iterations each solver runs by default: enough to come within 1 % of the optimum at 224², L = 100.
 DEFAULT_ITERS = {"accelerated": 30, "primal-dual": 500, "subgradient": 500}
-DEFAULT_INNER = 20
+DEFAULT_INNER = 40
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 2
 
@@ -209,7 +209,7 @@ def superresolve(
     ``[0, 1]``).  Starts from ``h = 0``.  ``solver``: ``"accelerated"`` (default), ``"primal-dual"``
     or ``"subgradient"`` (the paper's); ``iters`` defaults to ``DEFAULT_ITERS[solver]``; ``step``
     scales each solver's step (default 1); ``inner``: dual iterations of the accelerated solver's
-    TV step (default 20).  ``tol > 0`` stops once every map's best objective fell by less than
+    TV step (default 40).  ``tol > 0`` stops once every map's best objective fell by less than
     ``tol`` (relative) over the last 10 iterations.  Forward model: ``weights`` ``(L, h, w)`` or
     ``(B, L, h, w)`` weigh each view cell in the data term (e.g. ``ForwardModel.coverage``: views
     count only where the copy saw the image); ``padding``, ``downsample`` and ``blur`` as in

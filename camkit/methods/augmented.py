@@ -67,8 +67,9 @@ class AugmentedGradCAM(Method):
     at ``size`` (default: the input size), with each :math:`g_l` divided by its max first
     (``divide_by_max``, the reference code's choice).  Copies: ``L``, ``max_angle`` radians and
     ``max_shift`` pixels (default ±0.5 rad, ±30/224 of the image size), ``seed`` (same seed, same
-    transforms, same map), ``padding`` of what a copy shows where it left the frame (``"zeros"``,
-    ``"border"``, ``"reflection"``; the forward model pads the same way).  Forward model:
+    transforms, same map), ``padding`` of what a copy shows where it left the frame (``"border"``
+    by default, measured best; ``"zeros"`` as in the paper; ``"reflection"``; the forward model
+    pads the same way).  Forward model:
     ``frame="mask"`` drops the view cells whose footprint left the frame (``"coverage"`` weighs
     them by the share inside, ``"all"`` keeps them), ``downsample`` ``D`` (``"area"`` or the
     reference code's ``"bilinear"``), ``blur`` σ in input pixels of a Gaussian ``G`` for the
@@ -95,7 +96,7 @@ class AugmentedGradCAM(Method):
         max_angle: float = 0.5,
         max_shift: float | None = None,
         seed: int = 0,
-        padding: str = "zeros",
+        padding: str = "border",
         frame: str = "mask",
         downsample: str = "area",
         blur: float = 0.0,

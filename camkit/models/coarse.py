@@ -38,7 +38,8 @@ class CoarseNet(nn.Module):
 
     ``patch``: side and stride of the stem convolution (``stem_width`` channels).  ``widths[i]``,
     ``kernel_sizes[i]``: block ``i`` (conv, BN, ReLU); a 2×2 max pool follows every block but the
-    last, so the stride is ``s = patch · 2**(len(widths) - 1)`` (4 · 2² = 16: 14×14 maps at 224²).
+    last, so the stride is ``s = patch · 2**(len(widths) - 1)`` (8 · 2² = 32: 7×7 maps at 224²; the
+    defaults are the shipped ``coarsenet-shapes``, whose receptive field is 48 px).
     ``pool``: ``"avg"`` (GAP, the CAM network) or ``"max"`` (GMP).
 
     Modules: ``normalize`` → ``features`` (``stem``, ``block1``, ``pool1``, …, ``block{n}``) →
@@ -46,7 +47,7 @@ class CoarseNet(nn.Module):
     """
 
     def __init__(self, num_classes: int = 12, widths: Sequence[int] = (48, 96, 128),
-                 kernel_sizes: Sequence[int] = (3, 3, 3), *, patch: int = 4, stem_width: int = 32,
+                 kernel_sizes: Sequence[int] = (3, 1, 1), *, patch: int = 8, stem_width: int = 32,
                  pool: str = "avg", dropout: float = 0.0,
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)):
         super().__init__()
