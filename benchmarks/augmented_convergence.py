@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         for kind in ("single", "avg", "max"):
             row[f"psnr {kind}"] = float(psnr(baseline(problem.cams, problem.angles, problem.shifts, problem.size, kind),
                                              problem.truth))
-        runs = [(solver, {}) for solver in SOLVERS] + [("accelerated", {"inner": k}) for k in (10, 40)]
+        runs = [(solver, {}) for solver in SOLVERS] + [("accelerated", {"inner": k}) for k in (10, 20)]
         for solver, options in runs:
             result, seconds = timed_solve(problem, solver=solver, **options)
             history = result.history[0]

@@ -46,8 +46,9 @@ def scores(maps: torch.Tensor, items: list[dict]) -> dict:
     return result
 
 
-def response_fit(model, items, labels) -> list[dict]:
-    """R² of ``g^γ ≈ a · D(G_σ mask) + b`` over all cells of the true class's Grad-CAMs."""
+def response_fit(model, items, labels) -> dict:
+    """R² of ``g^γ ≈ a · D(G_σ mask) + b`` over all cells of the true class's Grad-CAMs, and the
+    mean ``g`` of the cells whose block the object covers by 0–20 %, 20–40 %, … (the response)."""
     images = torch.stack([item["image"] for item in items])
     masks = torch.stack([item["mask"] for item in items]).double()
     cams = torch.cat([camkit.explain(model, images[i:i + 32], targets=labels[i:i + 32]).raw[:, 0]
@@ -55,6 +56,9 @@ def response_fit(model, items, labels) -> list[dict]:
     cams = cams / cams.amax((-2, -1), keepdim=True).clamp(min=1e-12)
     size, low = masks.shape[-2:], cams.shape[-2:]
     rows = []
+    cover = area_downsample(masks, tuple(low)).reshape(-1)
+    response = [float(cams.reshape(-1)[(cover >= lo) & (cover < lo + 0.2 + 1e-9 * (lo == 0.8))].mean())
+                for lo in (0.0, 0.2, 0.4, 0.6, 0.8)]
     for sigma in (0.0, 4.0, 8.0, 12.0, 16.0, 24.0):
         blurred = masks if sigma == 0 else _separable_blur(
             masks.flatten(1).t(), tuple(size), gaussian_kernel(sigma)).t().reshape(masks.shape)
@@ -66,7 +70,7 @@ def response_fit(model, items, labels) -> list[dict]:
             residual = (design @ fit)[:, 0] - target
             r2 = 1 - residual.square().sum() / (target - target.mean()).square().sum()
             rows.append({"sigma": sigma, "gamma": gamma, "r2": float(r2)})
-    return rows
+    return {"fits": rows, "mean_cam_by_coverage": response}
 
 
 def main(argv=None) -> int:
@@ -79,6 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
     parser.add_argument("--base", default="", help="change the base the variants depart from, e.g. gamma=2,lam=0.1")
+    parser.add_argument("--response-only", action="store_true", help="only the response measurement (1.)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -90,9 +95,13 @@ def main(argv=None) -> int:
     images = torch.stack([item["image"] for item in items])
     print(f"{args.model}, {args.images} {args.split} images of {size}², L = {args.L}, threads {args.threads}")
     report: dict = {"args": vars(args), "response": response_fit(model, items, labels)}
-    best = max(report["response"], key=lambda r: r["r2"])
-    print("response fit R² (σ, γ):", ", ".join(f"({r['sigma']:g}, {r['gamma']:g}) {r['r2']:.3f}"
-                                              for r in report["response"]), f"; best {best}")
+    fits = report["response"]["fits"]
+    print("mean Grad-CAM / max of cells covered 0-20, 20-40, 40-60, 60-80, 80-100 %:",
+          [round(v, 2) for v in report["response"]["mean_cam_by_coverage"]])
+    print("response fit R² (σ, γ):", ", ".join(f"({r['sigma']:g}, {r['gamma']:g}) {r['r2']:.3f}" for r in fits),
+          f"; best {max(fits, key=lambda r: r['r2'])}")
+    if args.response_only:
+        return 0
 
     defaults = AugmentedGradCAM(L=args.L)
     base = dict(frame=defaults.frame, padding=defaults.padding, downsample=defaults.downsample, blur=defaults.blur,
