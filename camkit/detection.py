@@ -9,7 +9,7 @@ fills, and the explainer maps the grid back onto the image with it.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -64,8 +64,8 @@ class Detection:
         labels: list[torch.Tensor | None]
         if self.boxes is None:
             best = [d["scores"].argsort(descending=True)[: self.top] for d in detections]
-            boxes = [d["boxes"][order] for d, order in zip(detections, best)]
-            labels = [d["labels"][order] if "labels" in d else None for d, order in zip(detections, best)]
+            boxes = [d["boxes"][order] for d, order in zip(detections, best, strict=True)]
+            labels = [d["labels"][order] if "labels" in d else None for d, order in zip(detections, best, strict=True)]
         else:
             boxes = _per_image_boxes(self.boxes, len(detections))
             labels = _per_image_labels(self.labels, boxes)
@@ -83,9 +83,9 @@ class Detection:
         boxes, labels = self._bound
         if len(boxes) != len(detections):
             raise InputError(f"Detection targets were fixed for {len(boxes)} images, the output has {len(detections)}")
-        return torch.stack([
-            _matched_score(d, b.to(d["boxes"].device), lb, self.iou) for d, b, lb in zip(detections, boxes, labels)
-        ]).float()
+        matched = [_matched_score(d, b.to(d["boxes"].device), lb, self.iou)
+                   for d, b, lb in zip(detections, boxes, labels, strict=True)]
+        return torch.stack(matched).float()
 
     def __repr__(self) -> str:
         given = "top detections" if self.boxes is None else "given boxes"
@@ -108,7 +108,9 @@ def _matched_score(detections: dict[str, torch.Tensor], boxes: torch.Tensor, lab
         return total
     from torchvision.ops import box_iou  # torchvision is imported only when a detector is explained
 
-    overlap = box_iou(boxes, detections["boxes"].detach().float())  # (N targets, M detections)
+    found = detections["boxes"].detach().float()
+    overlap = box_iou(boxes, found).nan_to_num(0.0)  # (N targets, M detections); 0/0 for empty boxes
+    overlap = torch.where((boxes[:, None] == found[None]).all(-1), torch.ones_like(overlap), overlap)
     valid = overlap >= iou
     if labels is not None and "labels" in detections:
         valid &= labels.to(detections["labels"].device)[:, None] == detections["labels"][None, :]
@@ -160,7 +162,7 @@ def _per_image_labels(labels: object, boxes: list[torch.Tensor]) -> list[torch.T
     else:
         shared = torch.as_tensor(labels).reshape(-1)
         per_image = [shared] * len(boxes)
-    for i, (lb, b) in enumerate(zip(per_image, boxes)):
+    for i, (lb, b) in enumerate(zip(per_image, boxes, strict=True)):
         if lb.is_floating_point() or lb.dtype == torch.bool:
             raise InputError(f"Detection labels must be integers, got dtype {lb.dtype}")
         if lb.numel() == 1 and b.shape[0] > 1:

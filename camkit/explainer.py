@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -64,13 +64,15 @@ class Explanation:
         maps = self.maps.detach().cpu().double()
         peak = maps.flatten(2).amax(-1).view(*maps.shape[:2], *[1] * rank)
         foreground = (maps > threshold * peak).numpy()
-        planes = foreground.reshape(-1, *foreground.shape[3:]) if rank == 3 else foreground.reshape(-1, 1, maps.shape[-1])
+        planes = foreground.reshape(-1, *foreground.shape[3:]) if rank == 3 else foreground.reshape(-1, 1,
+                                                                                                    maps.shape[-1])
         found = torch.from_numpy(np.stack([largest_component_box(p, **options) for p in planes]))
         if rank == 3:
             return found.view(*maps.shape[:3], 4)
         return found[:, [0, 2]].view(*maps.shape[:2], 2)
 
-    def cpu(self) -> "Explanation":
+    def cpu(self) -> Explanation:
+        """The same explanation with every tensor on the CPU."""
         return Explanation(
             self.maps.cpu(), self.raw.cpu(), self.classes.cpu(), self.scores.cpu(), self.probs.cpu(),
             self.method, self.layers, {k: v.cpu() for k, v in self.layer_raw.items()},
@@ -94,7 +96,8 @@ def check_images(images: object) -> torch.Tensor:
         raise InputError(f"images must be 4-D (B, C, H, W) (or (B, C, L) signals, (B, C, T, H, W) clips), "
                          f"got shape {tuple(images.shape)}{hint}")
     if not images.is_floating_point():
-        raise InputError(f"images must be a floating tensor, got dtype {images.dtype} (convert with images.float() / 255)")
+        raise InputError(f"images must be a floating tensor, got dtype {images.dtype} "
+                         "(convert with images.float() / 255)")
     if images.shape[0] == 0:
         raise InputError("empty batch: images has shape (0, ...)")
     if not bool(torch.isfinite(images).all()):
@@ -172,13 +175,14 @@ class Explainer:
             raise InputError(f"unknown fusion {fuse!r}; use 'mean' or 'max'")
         self.fuse = fuse
 
-    def __enter__(self) -> "Explainer":
+    def __enter__(self) -> Explainer:
         return self
 
     def __exit__(self, *exc) -> None:
         return None
 
     def __call__(self, images: torch.Tensor, targets: TargetSpec = None, top_k: int | None = None) -> Explanation:
+        """Explain ``images`` (B, C, *S) for ``targets`` (see :mod:`camkit.targets`) or the ``top_k`` classes."""
         images = check_images(images)
         check_input_rank(self.model, images)
         rank = images.dim() - 2

@@ -10,7 +10,7 @@ an input it cannot take (channel count, dtype) instead of passing on torch's err
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -109,7 +109,7 @@ class LayerTap:
         self._graph_started = False
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def __enter__(self) -> "LayerTap":
+    def __enter__(self) -> LayerTap:
         for name, module in self.layers.items():
             self._handles.append(module.register_forward_hook(self._hook_for(name)))
         return self

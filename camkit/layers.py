@@ -18,8 +18,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from camkit.layouts import Layout, find_layout
 __all__ = ["LayerSpec", "Head", "resolve_layers", "find_default_layer", "find_head", "module_name",
            "nonfinite_source"]
 
-LayerSpec = Union[None, str, nn.Module, Sequence[Union[str, nn.Module]]]
+LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Head:
 
 
 def module_name(model: nn.Module, module: nn.Module) -> str:
+    """The dotted name of ``module`` inside ``model``."""
     for name, candidate in model.named_modules():
         if candidate is module:
             return name
@@ -174,7 +175,7 @@ def _passes_through(record: _Record) -> bool:
     (source,) = tensors
     output = record.output
     if isinstance(record.module, _ADAPTIVE_POOLS) and source.dim() == output.dim():
-        return all(o >= s for o, s in zip(output.shape[2:], source.shape[2:]))
+        return all(o >= s for o, s in zip(output.shape[2:], source.shape[2:], strict=True))
     return source.shape == output.shape and torch.equal(source, output)
 
 
@@ -203,14 +204,16 @@ def _last_influenced(candidates: list[tuple[_Record, Layout]], source: object) -
         return None
     scalar = torch.stack(terms).sum()
     for group in (candidates[-16:], candidates):
-        wanted = [(r, layout) for r, layout in group if isinstance(r.output, torch.Tensor) and r.output.requires_grad]
+        wanted = [(r, layout, r.output) for r, layout in group
+                  if isinstance(r.output, torch.Tensor) and r.output.requires_grad]
         if not wanted:
             continue
         try:
-            grads = torch.autograd.grad(scalar, [r.output for r, _ in wanted], retain_graph=True, allow_unused=True)
+            grads = torch.autograd.grad(scalar, [t for _, _, t in wanted], retain_graph=True, allow_unused=True)
         except RuntimeError:  # a forward that cannot be differentiated: no influence information
             return None
-        hits = [r for (r, layout), g in zip(wanted, grads) if g is not None and bool(layout.to_maps(g).abs().amax() > 0)]
+        hits = [r for (r, layout, _), g in zip(wanted, grads, strict=True)
+                if g is not None and bool(layout.to_maps(g).abs().amax() > 0)]
         if hits:
             return hits[-1]
     return None
@@ -235,7 +238,8 @@ def find_default_layer(model: nn.Module, images: torch.Tensor,
     with more than one position and a grid that the explained output's gradient reaches.
 
     ``select`` picks what is explained from the model output (default: all of it); a detector's
-    (a list of dicts) default is its backbone's deepest map.  Modules that only pass their input
+    (a list of dicts) default is its backbone's deepest map (``backbone.body``'s last, else
+    ``backbone.features``'s), whichever detections it reaches.  Modules that only pass their input
     through (Identity, eval Dropout, a pool to the same size) are skipped in favour of the module
     that produced the map.  When no gradient reaches any map (a zero-initialised head), the input
     of the last module to run stands for the output.  Cached per model and input shape.
@@ -249,9 +253,11 @@ def find_default_layer(model: nn.Module, images: torch.Tensor,
     selected = output if select is None else select(output)
     candidates = [(r, layout) for r in records
                   if (layout := _map_layout(r, spatial)) is not None and not _passes_through(r)]
-    if isinstance(selected, list) and hasattr(model, "backbone"):
+    detector = isinstance(selected, list) and hasattr(model, "backbone")
+    if detector:
         for prefix in _DETECTOR_PREFIXES:
-            inside = [(r, layout) for r, layout in candidates if r.name.startswith(prefix)]
+            inside = [(r, layout) for r, layout in candidates
+                      if r.name.startswith(prefix) or r.name == prefix.rstrip(".")]
             if inside:
                 candidates = inside
                 break
@@ -261,7 +267,9 @@ def find_default_layer(model: nn.Module, images: torch.Tensor,
             "((B, C, *grid), (B, *grid, C) or tokens (B, prefix + grid, C) with more than one position); "
             "CAM methods need a convolutional or patch layer (pass layer=... to choose one)"
         )
-    chosen = _last_influenced(candidates, selected) or _last_influenced(candidates, records[-1].inputs)
+    # which detections a backbone level reaches depends on the image: a detector's default is structural
+    chosen = None if detector else (
+        _last_influenced(candidates, selected) or _last_influenced(candidates, records[-1].inputs))
     cache[key] = (chosen or candidates[-1][0]).name
     return cache[key]
 
@@ -381,7 +389,8 @@ def nonfinite_source(model: nn.Module, image: torch.Tensor) -> str:
     whose output on ``image`` (1, C, *S) has one."""
     for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            return f"the model's {'parameter' if isinstance(tensor, nn.Parameter) else 'buffer'} {name!r} holds NaN or Inf"
+            kind = "parameter" if isinstance(tensor, nn.Parameter) else "buffer"
+            return f"the model's {kind} {name!r} holds NaN or Inf"
     records, _ = _run_recorded(model, image)
     for record in records:
         if any(not bool(torch.isfinite(t).all()) for t in _float_tensors(record.output)):

@@ -11,17 +11,18 @@ for clips).  :func:`find_layout` recognises, from the input's size alone, three 
 
 A grid *fits* the input when one stride ``s`` (any positive real: it may also be an upsampling)
 maps the input onto it up to rounding, ``g_i ∈ {⌊S_i/s⌋, ⌈S_i/s⌉}`` along height and width (a
-clip's time axis has its own stride: it is only checked not to grow).  A 4-D output read both ways fits either
-reading only when ``C`` equals a grid side; PyTorch's channels-first convention then wins.  Token
-grids take the fewest prefix tokens that leave a fitting grid.  ``reshape=`` (a callable
+clip's time axis has its own stride: it is only checked not to grow).  A 4-D output read both
+ways fits either reading only when ``C`` equals a grid side; PyTorch's channels-first convention
+then wins.  Token grids take the fewest prefix tokens that leave a grid fitting with a whole
+stride of at least one pixel (a patch size).  ``reshape=`` (a callable
 ``(B, ...) → (B, C, *grid)``, as the peers' ``reshape_transform``) replaces the detection.
 """
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 
@@ -62,6 +63,7 @@ class Layout:
         return self.reshape(output)
 
     def describe(self) -> str:
+        """A short phrase for messages, e.g. ``tokens (1 prefix + 14×14 grid)``."""
         grid = "×".join(map(str, self.grid))
         if self.kind == "tokens":
             return f"tokens ({self.prefix} prefix + {grid} grid)"
@@ -83,20 +85,26 @@ def _stride_interval(size: int, cells: int) -> tuple[float, float]:
     return size / (cells + 1), upper
 
 
-def fits(grid: tuple[int, ...], spatial: tuple[int, ...]) -> bool:
+def fits(grid: tuple[int, ...], spatial: tuple[int, ...], patches: bool = False) -> bool:
     """Whether ``grid`` is ``spatial`` seen through one stride along height and width (see module doc).
 
-    Signals (one axis) fit any positive length; a clip's time axis only needs ``g_t ≤ T``.
+    ``patches=True``: the stride is a whole number of pixels (patch embeddings), else any positive
+    real (convolutions with padding, resizing).  Signals (one axis) fit any positive length; a
+    clip's time axis only needs ``g_t ≤ T``.
     """
     if len(grid) != len(spatial) or min(grid) < 1:
         return False
     if len(grid) == 3 and grid[0] > spatial[0]:
         return False
+    if len(grid) == 1:
+        return True
     low, high = 0.0, math.inf
-    for size, cells in list(zip(spatial, grid))[-2:]:
+    for size, cells in list(zip(spatial, grid, strict=True))[-2:]:
         a, b = _stride_interval(size, cells)
         low, high = max(low, a), min(high, b)
-    return len(grid) == 1 or low < high
+    if patches:  # a whole stride s ≥ 1 strictly inside (low, high)
+        return max(1, math.floor(low) + 1) <= (math.ceil(high) - 1 if high < math.inf else math.inf)
+    return low < high
 
 
 def _divisors(count: int) -> list[int]:
@@ -115,7 +123,7 @@ def _factorisations(count: int, rank: int) -> Iterator[tuple[int, ...]]:
 
 
 def _stride_mismatch(grid: tuple[int, ...], spatial: tuple[int, ...]) -> float:
-    strides = [math.log(size / cells) for size, cells in list(zip(spatial, grid))[-2:]]
+    strides = [math.log(size / cells) for size, cells in list(zip(spatial, grid, strict=True))[-2:]]
     return max(strides) - min(strides)
 
 
@@ -128,7 +136,7 @@ def _token_grid(tokens: int, spatial: tuple[int, ...]) -> tuple[int, tuple[int, 
     free, so 8·7·7 and 2·14·14 patches are both possible).
     """
     for prefix in range(0, min(MAX_PREFIX_TOKENS, tokens - 1) + 1):
-        grids = [g for g in _factorisations(tokens - prefix, len(spatial)) if fits(g, spatial)]
+        grids = [g for g in _factorisations(tokens - prefix, len(spatial)) if fits(g, spatial, patches=True)]
         if not grids:
             continue
         if len(spatial) > 2 and len(grids) > 1:

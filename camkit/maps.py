@@ -7,7 +7,7 @@ and returns the same leading dimensions.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ def resize_maps(
     if rank not in _LINEAR or maps.dim() < rank:
         raise InputError(f"cannot resize maps of shape {tuple(maps.shape)} to {size}: 1 to 3 grid axes are supported")
     if extent is not None and any(e < 1 for e in extent):
-        full = tuple(math.ceil(s / e - 1e-6) for s, e in zip(size, extent))
+        full = tuple(math.ceil(s / e - 1e-6) for s, e in zip(size, extent, strict=True))
         resized = resize_maps(maps, full, mode, align_corners=align_corners)
         for axis, s in enumerate(size, start=resized.dim() - rank):
             resized = resized.narrow(axis, 0, s)

@@ -15,8 +15,9 @@ A target object with a ``resolve(output, top_k)`` method resolves itself (see :c
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence, TypeGuard, Union, runtime_checkable
+from typing import Protocol, TypeGuard, Union, runtime_checkable
 
 import torch
 
@@ -26,7 +27,7 @@ __all__ = ["Segmentation", "TargetSpec", "ModelOutput", "Resolvable", "select_ou
            "is_detection_output", "detach_output"]
 
 #: What camkit explains of a model's output: a tensor, or a detector's list of per-image dicts.
-ModelOutput = Union[torch.Tensor, list[dict[str, torch.Tensor]]]
+ModelOutput = torch.Tensor | list[dict[str, torch.Tensor]]
 
 
 class Segmentation:
@@ -44,6 +45,7 @@ class Segmentation:
         self.mask = mask
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        """Scores (B,) of ``output`` (B, N, H, W)."""
         if output.dim() != 4:
             raise InputError(f"Segmentation targets need a dense (B, N, H, W) output, got shape {tuple(output.shape)}")
         _check_class_range(torch.tensor([self.cls]), output.shape[1])
@@ -53,7 +55,8 @@ class Segmentation:
         else:
             mask = torch.as_tensor(self.mask, device=output.device).float()
             if mask.shape[-2:] != logits.shape[-2:]:
-                raise InputError(f"Segmentation mask of shape {tuple(mask.shape)} does not match the output's {tuple(logits.shape[-2:])}")
+                raise InputError(f"Segmentation mask of shape {tuple(mask.shape)} does not match the output's "
+                                 f"{tuple(logits.shape[-2:])}")
         return (logits * mask).sum((-2, -1))
 
     def __repr__(self) -> str:
@@ -185,7 +188,8 @@ def resolve_targets(output: ModelOutput, targets: TargetSpec, top_k: int | None)
             try:
                 classes = torch.as_tensor(targets)
             except (TypeError, ValueError) as error:
-                raise InputError(f"targets must be an int, a (B,) or (B, K) sequence of ints, or a callable: {error}") from None
+                raise InputError("targets must be an int, a (B,) or (B, K) sequence of ints, or a callable: "
+                                 f"{error}") from None
             if classes.is_floating_point() or classes.dtype == torch.bool:
                 raise InputError(f"targets must be integer class indices, got dtype {classes.dtype}")
             if classes.dim() == 0:
@@ -193,7 +197,8 @@ def resolve_targets(output: ModelOutput, targets: TargetSpec, top_k: int | None)
             if classes.dim() == 1:
                 classes = classes[:, None]
             if classes.dim() != 2 or classes.shape[0] != batch:
-                raise InputError(f"got targets of shape {tuple(classes.shape)} for a batch of {batch} images; give one class (or K classes) per image")
+                raise InputError(f"got targets of shape {tuple(classes.shape)} for a batch of {batch} images; "
+                                 "give one class (or K classes) per image")
         classes = classes.long().to(output.device)
         _check_class_range(classes, num_classes)
     return ResolvedTargets(classes, _class_scorer(classes))

@@ -34,6 +34,7 @@ class AblationCAM(ChannelWeightMethod):
 
     def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """``w_k = (S − S^(k)) / S`` (B, K, C), one forward per ablated channel."""
         images = session.images
         b, c = activations.shape[:2]
         module = session.layers[layer]

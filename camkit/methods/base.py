@@ -30,8 +30,9 @@ The contract — every override point, in one place:
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -138,6 +139,7 @@ class Session:
         return self.resolved.classes
 
     def select(self, output: object) -> ModelOutput:
+        """What is explained of a raw model output (``output_fn``, or :func:`camkit.targets.select_output`)."""
         return select_output(output, self.output_fn)
 
     def derive(self, images: torch.Tensor, targets: TargetSpec = None,
@@ -218,7 +220,8 @@ class Session:
             )
             scores = torch.stack([self.resolved.scorer(block).float() for block in blocks])
         if not bool(torch.isfinite(scores).all()):
-            raise InputError(f"NaN or Inf in the explained score of a masked or perturbed copy: {self._source(variants)}")
+            source = self._source(variants)
+            raise InputError(f"NaN or Inf in the explained score of a masked or perturbed copy: {source}")
         return scores
 
     def _tapped(self, outputs: dict[str, object], images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -250,7 +253,8 @@ class Session:
                 raise InputError(f"layer {name!r}: {error}") from None
             if len(layout.grid) != len(spatial):
                 raise InputError(f"reshape gave maps with a {len(layout.grid)}-D grid {layout.grid} for "
-                                 f"{len(spatial)}-D inputs {spatial}; it must return (B, C, *grid) with {len(spatial)} grid axes")
+                                 f"{len(spatial)}-D inputs {spatial}; it must return (B, C, *grid) "
+                                 f"with {len(spatial)} grid axes")
             return layout
         found = find_layout(value, spatial)
         if found is None:
@@ -292,7 +296,7 @@ class Session:
             for i, grad in enumerate(grads):
                 per_class[i].append(torch.zeros_like(tensors[i]) if grad is None else grad)
         return {name: torch.stack([self.layouts[name].to_maps(g) for g in grads], dim=1).float()
-                for name, grads in zip(names, per_class)}
+                for name, grads in zip(names, per_class, strict=True)}
 
 
 class Method:
@@ -307,6 +311,7 @@ class Method:
     spatial_ranks: tuple[int, ...] = (2,)
 
     def __call__(self, session: Session) -> LayerMaps:
+        """One pass, then ``combine`` per tapped layer: ``{layer: (B, K, *grid)}`` before ReLU."""
         result = session.forward(gradients=self.needs_gradients)
         return {
             name: self.combine(acts, None if result.gradients is None else result.gradients[name], session, name)

@@ -28,6 +28,7 @@ class CAM(Method):
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """``Σ_k W_ck act(A)_k`` with the classifier head found for ``layer``."""
         return session.head(layer).class_maps(activations, session.classes.clamp_min(0), bias=self.bias)
 
     def weighted_maps(self, session: Session) -> LayerMaps:

@@ -2,8 +2,6 @@
 IJCNN 2020) and Eigen-Grad-CAM (pytorch-grad-cam)."""
 from __future__ import annotations
 
-import torch
-
 from camkit.methods import register
 from camkit.methods.base import LayerMaps, Method, Session, needed
 from camkit.methods.weighted import first_component
@@ -26,11 +24,13 @@ class EigenCAM(Method):
     spatial_ranks = (1, 2, 3)
 
     def weighted_maps(self, session: Session) -> LayerMaps:
+        """The activations, repeated for each class: their first principal component is the map."""
         result = session.forward(gradients=False)
         k = session.classes.shape[1]
         return {name: acts[:, None].expand(-1, k, *acts.shape[1:]) for name, acts in result.activations.items()}
 
     def __call__(self, session: Session) -> LayerMaps:
+        """First principal component of the activations, the same for every class."""
         result = session.forward(gradients=False)
         k = session.classes.shape[1]
         return {name: first_component(acts, session.rank)[:, None].expand(-1, k, *acts.shape[2:]).contiguous()
@@ -53,9 +53,11 @@ class EigenGradCAM(Method):
     spatial_ranks = (1, 2, 3)
 
     def weighted_maps(self, session: Session) -> LayerMaps:
+        """``∂S_c/∂A ⊙ A`` (B, K, C, *grid): their first principal component is the map."""
         result = session.forward(gradients=True)
         gradients = needed(result.gradients)
         return {name: gradients[name] * acts[:, None] for name, acts in result.activations.items()}
 
     def __call__(self, session: Session) -> LayerMaps:
+        """First principal component of gradient × activation, per class."""
         return {name: first_component(weighted, session.rank) for name, weighted in self.weighted_maps(session).items()}

@@ -26,6 +26,7 @@ class GradCAM(Method):
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """``Σ_k mean_p(∂S_c/∂A_k) A_k``."""
         return weighted_sum(spatial_mean(needed(gradients), 3), activations)
 
     def weighted_maps(self, session: Session) -> LayerMaps:

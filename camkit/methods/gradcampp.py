@@ -47,6 +47,7 @@ class GradCAMPlusPlus(ChannelWeightMethod):
 
     def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """Grad-CAM++ weights from the gradient and its powers."""
         g = needed(gradients)
         return gradcampp_weights(activations, g, g.pow(2), g.pow(3))
 
@@ -81,6 +82,7 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
         self.samples, self.std, self.seed = samples, float(std), seed
 
     def channel_weights(self, session: Session) -> tuple[Pass, dict[str, torch.Tensor]]:
+        """The clean pass and Grad-CAM++ weights from gradient powers averaged over noisy passes."""
         clean = session.forward(gradients=False)
         images = session.images
         generator = torch.Generator()
@@ -95,7 +97,7 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
             noisy = session.forward(images=images + self.std * noise, gradients=True)
             for name, g in needed(noisy.gradients).items():
                 powers = [g, g * g, g * g * g]
-                sums[name] = powers if name not in sums else [s + p for s, p in zip(sums[name], powers)]
+                sums[name] = powers if name not in sums else [s + p for s, p in zip(sums[name], powers, strict=True)]
         weights = {}
         for name in clean.activations:
             g1, g2, g3 = (s / self.samples for s in sums[name])

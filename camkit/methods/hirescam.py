@@ -25,10 +25,12 @@ class HiResCAM(ElementwiseMethod):
 
     def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                     layer: str) -> torch.Tensor:
+        """``∂S_c/∂A ⊙ A`` (B, K, C, *grid)."""
         return needed(gradients) * activations[:, None]
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """``Σ_k ∂S_c/∂A_k ⊙ A_k`` without building the (B, K, C, *grid) product."""
         return torch.einsum("bkc...,bc...->bk...", needed(gradients), activations)
 
 
@@ -48,4 +50,5 @@ class GradCAMElementwise(ElementwiseMethod):
 
     def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                     layer: str) -> torch.Tensor:
+        """``ReLU(∂S_c/∂A ⊙ A)`` (B, K, C, *grid)."""
         return torch.relu(needed(gradients) * activations[:, None])

@@ -25,4 +25,5 @@ class LayerCAM(ElementwiseMethod):
 
     def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                     layer: str) -> torch.Tensor:
+        """``ReLU(∂S_c/∂A) ⊙ A`` (B, K, C, *grid)."""
         return torch.relu(needed(gradients)) * activations[:, None]

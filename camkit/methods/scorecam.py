@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -120,6 +120,7 @@ class ScoreCAM(_MaskedScoreMethod):
     """
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores of the input masked by each channel."""
         return self._score(session, masks)
 
 
@@ -145,6 +146,7 @@ class SSCAM(_MaskedScoreMethod):
         self.samples, self.std, self.seed = samples, float(std), seed
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores averaged over ``samples`` noisy copies of each mask."""
         # noise of channel k, sample n: drawn from a generator seeded by (seed, k), shared by the batch
         generator = torch.Generator()
         fields = []
@@ -181,6 +183,7 @@ class ISCAM(_MaskedScoreMethod):
         self.samples = samples
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores averaged over the masks scaled by β_1 … β_N."""
         total, coefficient = torch.zeros(()), 0.0
         for n in range(1, self.samples + 1):
             coefficient += n / self.samples

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ class EigenSmoothed(Method):
         self.spatial_ranks = method.spatial_ranks
 
     def __call__(self, session: Session) -> LayerMaps:
+        """The first principal component of the wrapped method's weighted activations, per layer."""
         return {name: first_component(w, session.rank) for name, w in weighted_maps_of(self.method, session).items()}
 
     def __repr__(self) -> str:
@@ -95,6 +96,7 @@ class TTASmoothed(Method):
         self.intensities = tuple(float(i) for i in intensities)
 
     def __call__(self, session: Session) -> LayerMaps:
+        """The mean of the rectified maps of every augmentation, each mapped back to the original grid."""
         base = self.method(session)  # fixes the explained classes on the original images
         if not isinstance(session.first.output, torch.Tensor):
             raise InputError("TTA smoothing does not apply to a detector's boxes: flips and rescaling move them")
@@ -128,4 +130,5 @@ class TTASmoothed(Method):
         return session.derive(images, output_fn=select)
 
     def __repr__(self) -> str:
-        return f"TTASmoothed({self.method!r}, flips={len(self.flips) == 2}, scales={self.scales}, intensities={self.intensities})"
+        return (f"TTASmoothed({self.method!r}, flips={len(self.flips) == 2}, scales={self.scales}, "
+                f"intensities={self.intensities})")

@@ -40,6 +40,7 @@ class ChannelWeightMethod(Method):
         return result, weights
 
     def __call__(self, session: Session) -> LayerMaps:
+        """``Σ_k w_k A_k`` per layer from ``channel_weights``."""
         result, weights = self.channel_weights(session)
         return {name: weighted_sum(weights[name], result.activations[name]) for name in weights}
 
@@ -64,9 +65,11 @@ class ElementwiseMethod(Method):
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """The channel sum of ``elementwise``."""
         return self.elementwise(activations, gradients, session, layer).sum(2)
 
     def weighted_maps(self, session: Session) -> LayerMaps:
+        """``{layer: elementwise(A, G)}`` (B, K, C, *grid)."""
         result = session.forward(gradients=self.needs_gradients)
         return {
             name: self.elementwise(acts, None if result.gradients is None else result.gradients[name], session, name)

@@ -28,5 +28,6 @@ class XGradCAM(ChannelWeightMethod):
 
     def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
                 layer: str) -> torch.Tensor:
+        """``w_k = Σ_p A_k(p) ∂S_c/∂A_k(p) / Σ_p A_k(p)``."""
         total = activations.flatten(2).sum(-1)[:, None]  # (B, 1, C)
         return (needed(gradients) * activations[:, None]).flatten(3).sum(-1) / (total + self.eps)
