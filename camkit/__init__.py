@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "augmented", "cli", "data", "detection", "errors", "explainer", "hooks", "layers", "layouts", "localize",
-    "maps", "methods", "metrics", "models", "plot", "targets", "train",
+    "maps", "methods", "metrics", "models", "plot", "plot_sequences", "targets", "train",
 )
 # The function ``camkit.explain`` lives in ``camkit.explainer`` so that no submodule shadows it.
 _LAZY_ATTRIBUTES = {

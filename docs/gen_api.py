@@ -20,6 +20,7 @@ MODULES = [
     ("camkit.models", None),
     ("camkit.train", None),
     ("camkit.plot", None),
+    ("camkit.plot_sequences", None),
     ("camkit.bench", None),
     ("camkit.errors", None),
 ]
