@@ -67,6 +67,7 @@ class Explanation:
         planes = foreground.reshape(-1, *foreground.shape[3:]) if rank == 3 else foreground.reshape(-1, 1,
                                                                                                     maps.shape[-1])
         found = torch.from_numpy(np.stack([largest_component_box(p, **options) for p in planes]))
+        found = found.to(self.maps.device)
         if rank == 3:
             return found.view(*maps.shape[:3], 4)
         return found[:, [0, 2]].view(*maps.shape[:2], 2)
@@ -92,9 +93,8 @@ def check_images(images: object) -> torch.Tensor:
     if not isinstance(images, torch.Tensor):
         raise InputError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
     if images.dim() not in (3, 4, 5):
-        hint = " (add a batch dimension: images[None])" if images.dim() == 2 else ""
         raise InputError(f"images must be 4-D (B, C, H, W) (or (B, C, L) signals, (B, C, T, H, W) clips), "
-                         f"got shape {tuple(images.shape)}{hint}")
+                         f"got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise InputError(f"images must be a floating tensor, got dtype {images.dtype} "
                          "(convert with images.float() / 255)")

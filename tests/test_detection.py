@@ -185,6 +185,9 @@ def test_torchvision_detectors_explain_and_are_left_as_found(name, options, laye
     assert e.layers == (layer,) and e.maps.shape == (2, 1, 40, 56)
     assert torch.isfinite(e.maps).all() and (e.scores > 0).all()
     assert _state(model) == before and all(p.grad is None for p in model.parameters())
+    alone = camkit.explain(model, images[1:])  # batch independence on the real thing
+    torch.testing.assert_close(alone.raw[0], e.raw[1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(alone.scores[0], e.scores[1])
     model.eval()
     with torch.no_grad():
         first = model(images[:1])[0]
