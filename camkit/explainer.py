@@ -64,8 +64,10 @@ class Explanation:
         maps = self.maps.detach().cpu().double()
         peak = maps.flatten(2).amax(-1).view(*maps.shape[:2], *[1] * rank)
         foreground = (maps > threshold * peak).numpy()
-        planes = foreground.reshape(-1, *foreground.shape[3:]) if rank == 3 else foreground.reshape(-1, 1,
-                                                                                                    maps.shape[-1])
+        if rank == 3:  # every frame of every clip
+            planes = foreground.reshape(-1, *foreground.shape[-2:])
+        else:  # a signal is a 1 × L image
+            planes = foreground.reshape(-1, 1, foreground.shape[-1])
         found = torch.from_numpy(np.stack([largest_component_box(p, **options) for p in planes]))
         found = found.to(self.maps.device)
         if rank == 3:

@@ -120,7 +120,8 @@ class _Record:
 def _run_recorded(model: nn.Module, image: torch.Tensor, grad: bool = False) -> tuple[list[_Record], object]:
     """One forward of ``image`` (1, C, *S) recording every submodule's inputs and output.
 
-    ``grad=True`` records the autograd graph (the image requires grad, so frozen models have one too).
+    ``grad=True`` records the autograd graph (the image requires grad, so frozen models have one too;
+    it is a non-leaf copy, so a model may still write into its input).
     """
     records: list[_Record] = []
     handles = []
@@ -136,7 +137,7 @@ def _run_recorded(model: nn.Module, image: torch.Tensor, grad: bool = False) -> 
             handles.append(module.register_forward_hook(hook_for(name)))
     try:
         with torch.set_grad_enabled(grad):
-            output = run_model(model, image.detach().requires_grad_(True) if grad else image)
+            output = run_model(model, image.detach().requires_grad_(True).clone() if grad else image)
     finally:
         for handle in handles:
             handle.remove()
@@ -249,7 +250,10 @@ def find_default_layer(model: nn.Module, images: torch.Tensor,
     if key in cache:
         return cache[key]
     spatial = tuple(images.shape[2:])
-    records, output = _run_recorded(model, images[:1], grad=True)
+    try:
+        records, output = _run_recorded(model, images[:1], grad=True)
+    except RuntimeError:  # a forward that cannot record a graph: decide on structure (a model error raises again)
+        records, output = _run_recorded(model, images[:1])
     selected = output if select is None else select(output)
     candidates = [(r, layout) for r in records
                   if (layout := _map_layout(r, spatial)) is not None and not _passes_through(r)]
@@ -384,9 +388,9 @@ def _user_head(model: nn.Module, head: str | nn.Module, activations: torch.Tenso
     return Head(name, weight, bias, "avg", None)
 
 
-def nonfinite_source(model: nn.Module, image: torch.Tensor) -> str:
+def nonfinite_source(model: nn.Module, image: torch.Tensor) -> str | None:
     """Where a model's NaN or Inf comes from: a parameter or buffer holding one, else the first module
-    whose output on ``image`` (1, C, *S) has one."""
+    whose output on ``image`` (1, C, *S) has one; None when neither does."""
     for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             kind = "parameter" if isinstance(tensor, nn.Parameter) else "buffer"
@@ -395,4 +399,4 @@ def nonfinite_source(model: nn.Module, image: torch.Tensor) -> str:
     for record in records:
         if any(not bool(torch.isfinite(t).all()) for t in _float_tensors(record.output)):
             return f"module {record.name!r} ({type(record.module).__name__}) outputs NaN or Inf"
-    return "no module output is NaN or Inf on this image alone"
+    return None

@@ -277,9 +277,9 @@ class Session:
         flat = images.flatten(0, images.dim() - self.images.dim())
         for i, image in enumerate(flat):
             where = nonfinite_source(self.model, image[None])
-            if "no module" not in where:
+            if where is not None:
                 return f"on input {i}, {where}"
-        return nonfinite_source(self.model, flat[:1])
+        return "no parameter, buffer or module output is NaN or Inf when the inputs run one at a time"
 
     def _gradients(self, scores: torch.Tensor, raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         names = list(raw)
