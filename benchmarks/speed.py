@@ -79,7 +79,8 @@ def make_cases(model, layer_name: str):
     return cases
 
 
-def time_cases(cases, images, classes, repeats: int, model=None) -> dict[str, float]:
+def time_cases(cases, images, classes, repeats: int, model=None, runs: dict | None = None) -> dict[str, float]:
+    """Median seconds per case over ``repeats`` interleaved rounds (every run kept in ``runs`` if given)."""
     model = MODEL if model is None else model
     for case in cases.values():  # warm-up: caches, allocator, camkit's layer probe
         case(images, classes)
@@ -91,6 +92,8 @@ def time_cases(cases, images, classes, repeats: int, model=None) -> dict[str, fl
             samples[name].append(time.perf_counter() - start)
             for p in model.parameters():  # peers leave .grad on parameters; clear it between runs
                 p.grad = None
+    if runs is not None:
+        runs.update(samples)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -134,15 +137,21 @@ def architecture_rows(repeats: int, batch: int) -> dict[str, dict[str, float]]:
             cases["grad-cam gradcam"] = pgc_case
         except ImportError:
             pass
-        times = time_cases(cases, images, classes, repeats, model)
+        runs: dict[str, list[float]] = {}
+        times = time_cases(cases, images, classes, repeats, model, runs)
+        # a busy machine drifts between rounds: the ratio within each round (same moment) is steadier
+        paired = {case: statistics.median(t / f for t, f in zip(runs[case], runs["no-grad forward"], strict=True))
+                  for case in runs}
         results[name] = {case: t / times["no-grad forward"] for case, t in times.items()}
         results[name]["forward_s"] = times["no-grad forward"]
+        results[name].update({f"{case} (paired)": ratio for case, ratio in paired.items()})
         layer_name = explainer(images[:1]).layers[0]
         print(f"\n{name}, B={batch}, input {tuple(images.shape[1:])}, camkit's default layer {layer_name}, "
               f"median of {repeats}")
-        print("| case | time (s) | ÷ no-grad forward |\n|---|---|---|")
+        print("| case | time (s) | ÷ no-grad forward | median of per-round ratios |\n|---|---|---|---|")
         for case, seconds in times.items():
-            print(f"| {case} | {seconds:.3f} | {seconds / times['no-grad forward']:.2f} |", flush=True)
+            print(f"| {case} | {seconds:.3f} | {seconds / times['no-grad forward']:.2f} | {paired[case]:.2f} |",
+                  flush=True)
     return results
 
 
