@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from camkit.localize import BoxAccuracy, prepare_maps
-from camkit.localize.boxes import iou_numpy
+from camkit.localize.boxes import box_iou
 
 try:
     import cv2
@@ -112,7 +112,7 @@ def reference_metric(maps, gt_boxes, thresholds, all_contours: bool):
         # best box per threshold.
         per_threshold = boxes_at(scoremap, thresholds, all_contours)
         counts = [len(b) for b in per_threshold]
-        ious = iou_numpy(np.concatenate(per_threshold), gt).max(axis=1)
+        ious = box_iou(np.concatenate(per_threshold)[:, None], gt[None]).max(axis=1)
         best.append(np.maximum.reduceat(ious, np.cumsum(counts) - counts))
     return np.stack(best), time.perf_counter() - start
 

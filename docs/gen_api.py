@@ -13,7 +13,7 @@ MODULES = [
     ("camkit.layers", ["resolve_layers", "find_default_layer", "find_head", "Head"]),
     ("camkit.augmented", None),
     ("camkit.localize", None),
-    ("camkit.metrics", None),
+    ("camkit.faithfulness", None),
     ("camkit.data", None),
     ("camkit.models", None),
     ("camkit.train", None),

@@ -36,7 +36,7 @@ def test_nin_logits_are_global_pool_of_the_class_channels(pool):
 
 def test_nin_normalises_inside_the_model():
     model = small_nin()
-    torch.testing.assert_close(model.normalize(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
+    torch.testing.assert_close(model.standardize(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
 
 
 def test_nin_class_relu_makes_maps_non_negative():

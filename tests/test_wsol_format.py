@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from camkit.errors import InputError
-from camkit.data.wsol import (WSOLDataset, collate_wsol, export_wsol, read_metadata, resize_box)
+from camkit.data import collate
+from camkit.data.wsol import WSOLDataset, export_wsol, read_metadata, resize_box
 
 
 def tiny_dataset(count=4, height=20, width=30, seed=0):
@@ -100,11 +101,11 @@ def test_unreadable_image_is_reported_not_raised(tmp_path):
     (tmp_path / "images" / "val" / "000001.png").write_bytes(b"not a png")
     (tmp_path / "images" / "val" / "000002.png").unlink()
     dataset = WSOLDataset(meta, tmp_path / "images", size=16)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate_wsol)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)
     batch = next(iter(loader))
-    assert batch["ok"].tolist() == [True, False, False]
-    assert "000001.png" in batch["error"][1] and batch["error"][2]
-    assert batch["image"].shape == (3, 3, 16, 16) and batch["boxes"][1].shape == (0, 4)
+    assert batch["index"] == [0] and [index for index, _ in batch["errors"]] == [1, 2]
+    assert "000001.png" in batch["errors"][0][1] and "000002.png" in batch["errors"][1][1]
+    assert batch["image"].shape == (1, 3, 16, 16) and batch["boxes"][0].shape == (1, 4)
 
 
 def test_malformed_metadata_raises_input_error(tmp_path):

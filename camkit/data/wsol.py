@@ -21,7 +21,6 @@ with nearest neighbour and thresholded at 0.5 (any non-zero PNG value is foregro
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -31,9 +30,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from camkit.errors import InputError
+from camkit.io import atomic_path, write_text
 
-__all__ = ["WSOLMetadata", "read_metadata", "WSOLDataset", "export_wsol", "resize_box",
-           "collate_wsol"]
+__all__ = ["WSOLMetadata", "read_metadata", "WSOLDataset", "export_wsol", "resize_box"]
 
 _FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 
@@ -128,8 +127,9 @@ class WSOLDataset(torch.utils.data.Dataset):
     to S x S, "image_id": str, "index": int, "ok": bool, "error": str}`` and, for mask metadata,
     ``"mask"`` and ``"ignore"`` ``(S, S)`` bool.  ``size=None`` keeps each image's own size.
     An image that cannot be read never raises: its item has ``ok=False``, the reason in
-    ``error`` and a black image, so a benchmark can count and skip it.  Use :func:`collate_wsol`
-    in a DataLoader (box counts vary per image).
+    ``error`` and a black image, so a benchmark can count and skip it.  Use
+    :func:`camkit.data.collate` in a DataLoader (box counts vary per image; it sets unreadable
+    items aside).
     """
 
     def __init__(self, metadata_dir, image_root, size: int | None = 224, mask_root=None):
@@ -191,21 +191,6 @@ class WSOLDataset(torch.utils.data.Dataset):
         return torch.from_numpy(mask), torch.from_numpy(ignore)
 
 
-def collate_wsol(items: list[dict]) -> dict:
-    """Stack images, labels and masks; keep ``boxes``, ids and errors as lists."""
-    batch = {"image": torch.stack([i["image"] for i in items]),
-             "label": torch.tensor([i["label"] for i in items]),
-             "boxes": [i["boxes"] for i in items],
-             "ok": torch.tensor([i.get("ok", True) for i in items])}
-    for key in ("mask", "ignore"):
-        if all(key in i for i in items):
-            batch[key] = torch.stack([i[key] for i in items])
-    for key in ("image_id", "index", "error"):
-        if all(key in i for i in items):
-            batch[key] = [i[key] for i in items]
-    return batch
-
-
 def _to_uint8_image(image) -> np.ndarray:
     array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if array.ndim != 3 or array.shape[0] not in (1, 3):
@@ -215,10 +200,9 @@ def _to_uint8_image(image) -> np.ndarray:
     return array[..., 0] if array.shape[2] == 1 else array
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(temporary, path)
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
 
 
 def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
@@ -243,7 +227,7 @@ def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
         item = dataset[index]
         image_id = f"{split}/{index:0{digits}d}.png"
         pixels = _to_uint8_image(item["image"])
-        Image.fromarray(pixels).save(root / "images" / image_id)
+        _save_png(Image.fromarray(pixels), root / "images" / image_id)
         height, width = pixels.shape[:2]
         ids.append(image_id)
         labels.append(f"{image_id},{int(item['label'])}")
@@ -261,11 +245,10 @@ def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
                 raise InputError(f"item {index} has no 'mask' to export")
             mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask) > 0.5
             stem = f"{split}/{index:0{digits}d}"
-            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "images" / f"{stem}_mask.png")
-            Image.fromarray(np.zeros_like(mask, np.uint8)).save(root / "images" / f"{stem}_ignore.png")
+            _save_png(Image.fromarray(mask.astype(np.uint8) * 255), root / "images" / f"{stem}_mask.png")
+            _save_png(Image.fromarray(np.zeros_like(mask, np.uint8)), root / "images" / f"{stem}_ignore.png")
             locations.append(f"{image_id},{stem}_mask.png,{stem}_ignore.png")
-    _write_text(meta_dir / "image_ids.txt", ids)
-    _write_text(meta_dir / "class_labels.txt", labels)
-    _write_text(meta_dir / "image_sizes.txt", sizes)
-    _write_text(meta_dir / "localization.txt", locations)
+    for name, lines in (("image_ids.txt", ids), ("class_labels.txt", labels), ("image_sizes.txt", sizes),
+                        ("localization.txt", locations)):
+        write_text(meta_dir / name, "".join(line + "\n" for line in lines))
     return meta_dir

@@ -17,20 +17,9 @@ import torch
 from torch import nn
 
 from camkit.errors import InputError
+from camkit.models.standardize import Standardize
 
-__all__ = ["NiN", "Normalize", "GlobalPool", "mlpconv"]
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, so the model takes images in [0, 1] as they are."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+__all__ = ["NiN", "GlobalPool", "mlpconv"]
 
 
 class GlobalPool(nn.Module):
@@ -78,7 +67,7 @@ class NiN(nn.Module):
     (GAP, the CAM network) or ``"max"`` (GMP, its comparison).  ``class_relu`` ends the last block
     with a ReLU (the original NiN), so the maps are non-negative.
 
-    Modules: ``normalize`` → ``features`` (``block1``, ``pool1``, ``drop1``, …, ``block{n}``) →
+    Modules: ``standardize`` (``(x - mean) / std``) → ``features`` (``block1``, ``pool1``, ``drop1``, …, ``block{n}``) →
     ``pool``.  ``forward`` returns logits ``(B, num_classes)`` = ``pool(features(x))``.
     """
 
@@ -98,7 +87,7 @@ class NiN(nn.Module):
                            downsample=int(downsample), pool=pool, dropout=float(dropout),
                            batch_norm=bool(batch_norm), class_relu=bool(class_relu),
                            mean=[float(m) for m in mean], std=[float(s) for s in std])
-        self.normalize = Normalize(mean, std)
+        self.standardize = Standardize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_channels = len(mean)
         for i, (width, k) in enumerate(zip(widths, kernel_sizes), start=1):
@@ -123,7 +112,7 @@ class NiN(nn.Module):
         """``(B, 3, H, W) -> (B, num_classes, H / 2**downsample, W / 2**downsample)``: the CAMs, unnormalised."""
         if images.dim() != 4:
             raise InputError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-        return self.features(self.normalize(images))
+        return self.features(self.standardize(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.pool(self.class_maps(images))

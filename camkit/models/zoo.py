@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from camkit.errors import CamkitError, InputError
+from camkit.io import save_torch
 from camkit.models.heads import gap_head
 from camkit.models.nin import NiN
 
@@ -99,14 +100,12 @@ def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module
 
 def save(model: nn.Module, path, meta: dict | None = None) -> None:
     """Save a ``NiN`` with its config and ``class_names`` for :func:`load` (atomic write)."""
-    from camkit.train import save_checkpoint
-
     if not isinstance(model, NiN):
         raise InputError(f"save() stores NiN models; got {type(model).__name__} (use torch.save on its state_dict)")
     state = {"format": MODEL_FORMAT, "arch": "nin", "config": dict(model.config),
              "class_names": list(model.class_names or []), "meta": dict(meta or {}),
              "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-    save_checkpoint(path, state)
+    save_torch(path, state)
 
 
 def load(path) -> NiN:
@@ -118,10 +117,16 @@ def load(path) -> NiN:
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise WeightsError(f"{path} is not a camkit model file (format {MODEL_FORMAT!r})")
     model = NiN(**state["config"])
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict(_renamed_keys(state["state_dict"]))
     model.class_names = list(state["class_names"]) or None
     model.meta = state.get("meta", {})
     return model.eval()
+
+
+def _renamed_keys(state_dict: dict) -> dict:
+    """Files saved before the input module was named ``standardize`` call it ``normalize``."""
+    return {("standardize." + key[len("normalize."):] if key.startswith("normalize.") else key): value
+            for key, value in state_dict.items()}
 
 
 def pretrained(name: str = "nin-shapes") -> NiN:

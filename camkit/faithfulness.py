@@ -1,7 +1,10 @@
 """Faithfulness metrics: does the model's score follow the pixels a map points at?
 
-Every function takes ``model``, ``images`` (B, C, H, W), ``maps`` (B, H, W) (a map of another size
-is resized bilinearly; (B, 1, H, W) is accepted) and ``classes`` (B,), runs the model in eval
+Every function takes ``model``, ``images`` (B, C, H, W), one map per image ``maps`` (B, 1, H, W) as
+``camkit.explain`` returns it for one class per image (``top_k=1`` or ``targets=...``; (B, H, W)
+is accepted, a map of another size is resized bilinearly) and the class each map explains,
+``classes`` (B, 1) or (B,) (the explanation's ``classes``); K > 1 maps per image is an error:
+pick one with ``maps[:, k:k+1]``, ``classes[:, k]``.  It runs the model in eval
 mode without gradients on batches of at most ``batch_size`` perturbed images, and restores the
 model's modes.  ``score="prob"`` (default) scores the softmax probability of the class,
 ``"logit"`` the raw logit.  Random choices (ties in a map's ranking, ROAD's noise) come from a
@@ -13,7 +16,7 @@ generator seeded with ``seed``: results are deterministic.
 * :func:`road`: remove-and-debias with noisy linear imputation (Rong et al., ICML 2022).
 
 >>> e = camkit.explain(model, images, method="gradcam")                       # doctest: +SKIP
->>> camkit.metrics.deletion(model, images, e.maps[:, 0], e.classes[:, 0]).auc  # (B,), lower is better
+>>> camkit.faithfulness.deletion(model, images, e.maps, e.classes).auc  # (B,), lower is better
 """
 from __future__ import annotations
 
@@ -64,11 +67,15 @@ def _check(images, maps, classes) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise InputError(f"images must be a floating (B, C, H, W) tensor, got {shape}")
     if not isinstance(maps, torch.Tensor):
-        raise InputError(f"maps must be a (B, H, W) tensor, got {type(maps).__name__}")
-    if maps.dim() == 4 and maps.shape[1] == 1:
+        raise InputError(f"maps must be a (B, 1, H, W) or (B, H, W) tensor, got {type(maps).__name__}")
+    if maps.dim() == 4 and maps.shape[1] != 1:
+        raise InputError(f"maps hold K = {maps.shape[1]} maps per image {tuple(maps.shape)}; faithfulness "
+                         "metrics score one map per image: explain one class per image (top_k=1 or "
+                         "targets=...) or pass maps[:, k:k+1] with classes[:, k]")
+    if maps.dim() == 4:
         maps = maps[:, 0]
     if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
-        raise InputError(f"maps must be (B, H, W) with B = {images.shape[0]}, got {tuple(maps.shape)}")
+        raise InputError(f"maps must be (B, 1, H, W) or (B, H, W) with B = {images.shape[0]}, got {tuple(maps.shape)}")
     maps = resize_maps(maps.float().to(images.device), images.shape[-2:])
     if not bool(torch.isfinite(maps).all()):
         raise InputError("maps contain NaN or Inf values")
