@@ -107,7 +107,7 @@ def reference_metric(maps, gt_boxes, thresholds, all_contours: bool):
     boxes_at = reference_boxes_cv2 if cv2 is not None else reference_boxes_scipy
     start = time.perf_counter()
     best = []
-    for scoremap, gt in zip(maps, gt_boxes):
+    for scoremap, gt in zip(maps, gt_boxes, strict=True):
         # As BoxEvaluator.accumulate: one IoU call over the boxes of all thresholds, then the
         # best box per threshold.
         per_threshold = boxes_at(scoremap, thresholds, all_contours)

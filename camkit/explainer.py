@@ -11,7 +11,7 @@ from torch import nn
 from camkit import methods as method_registry
 from camkit.errors import InputError
 from camkit.hooks import preserved_state
-from camkit.layers import LayerSpec, find_default_layer, resolve_layers
+from camkit.layers import LayerSpec, find_default_layer, release_caches, resolve_layers
 from camkit.maps import normalize_maps, resize_maps
 from camkit.methods.base import Method, Session
 from camkit.targets import TargetSpec
@@ -40,12 +40,14 @@ class Explanation:
     layer_raw: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def boxes(self, threshold: float = 0.2, **options) -> torch.Tensor:
-        """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``."""
+        """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``,
+        on the maps' device (:func:`camkit.localize.boxes`)."""
         from camkit.localize import boxes
 
         return boxes(self.maps, threshold=threshold, **options)
 
     def cpu(self) -> "Explanation":
+        """A copy of this explanation with every tensor on the CPU."""
         return Explanation(
             self.maps.cpu(), self.raw.cpu(), self.classes.cpu(), self.scores.cpu(), self.probs.cpu(),
             self.method, self.layers, {k: v.cpu() for k, v in self.layer_raw.items()},
@@ -106,6 +108,9 @@ class Explainer:
 
     Each call puts the model in eval mode, attaches forward hooks, and restores the model's modes,
     hooks and the grad mode before returning, also on error: nothing is left attached between calls.
+    Used as a context manager (``with Explainer(...) as explainer:``), the end of the block releases
+    what was cached about the model across calls (its default layer and CAM head,
+    :func:`camkit.layers.release_caches`).
     """
 
     def __init__(
@@ -140,9 +145,10 @@ class Explainer:
         return self
 
     def __exit__(self, *exc) -> None:
-        return None
+        release_caches(self.model)
 
     def __call__(self, images: torch.Tensor, targets: TargetSpec = None, top_k: int | None = None) -> Explanation:
+        """Explain ``images`` (B, C, H, W): maps of ``targets`` (or the ``top_k`` classes), see :func:`explain`."""
         images = check_images(images)
         with torch.inference_mode(False):
             if images.is_inference():

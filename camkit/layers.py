@@ -22,7 +22,7 @@ from torch import nn
 
 from camkit.errors import HeadError, LayerError
 
-__all__ = ["LayerSpec", "Head", "resolve_layers", "find_default_layer", "find_head", "module_name"]
+__all__ = ["LayerSpec", "Head", "resolve_layers", "find_default_layer", "find_head", "module_name", "release_caches"]
 
 LayerSpec = Union[None, str, nn.Module, Sequence[Union[str, nn.Module]]]
 
@@ -64,6 +64,7 @@ class Head:
 
 
 def module_name(model: nn.Module, module: nn.Module) -> str:
+    """The dotted name of ``module`` in ``model``; :class:`LayerError` when it is not one of its modules."""
     for name, candidate in model.named_modules():
         if candidate is module:
             return name
@@ -149,6 +150,12 @@ def _passes_through(record: _Record) -> bool:
 # model → {(input shape, dtype, structure): layer name}; a changed structure misses the cache.
 _DEFAULT_LAYER_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 _HEAD_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def release_caches(model: nn.Module) -> None:
+    """Forget the default layer and classifier head found for ``model`` (found again on next use)."""
+    _DEFAULT_LAYER_CACHE.pop(model, None)
+    _HEAD_CACHE.pop(model, None)
 
 
 def _structure_key(model: nn.Module, images: torch.Tensor, extra: object = None) -> tuple:

@@ -36,6 +36,7 @@ class Segmentation:
         self.mask = mask
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        """Scores (B,) of a dense output (B, N, H, W) (see the class docstring)."""
         if output.dim() != 4:
             raise InputError(f"Segmentation targets need a dense (B, N, H, W) output, got shape {tuple(output.shape)}")
         _check_class_range(torch.tensor([self.cls]), output.shape[1])

@@ -54,7 +54,7 @@ def stack(dataset, progress: bool = False) -> TensorSet:
     n = len(dataset)
     if n == 0:
         raise InputError("the data set is empty")
-    images = None
+    images: torch.Tensor | None = None
     labels = torch.empty(n, dtype=torch.long)
     iterator = range(n)
     if progress:
@@ -67,6 +67,7 @@ def stack(dataset, progress: bool = False) -> TensorSet:
             images = torch.empty((n, *image.shape), dtype=torch.float16)
         images[i] = image
         labels[i] = int(label)
+    assert images is not None  # n > 0
     return TensorSet(images, labels)
 
 
@@ -160,6 +161,7 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
     total_steps, warmup = epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch)
 
     history: list[dict] = []
+    current_lr = lr
     start_epoch = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
@@ -195,7 +197,7 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
             loss.backward()
             opt.step()
             loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += int((logits.argmax(1) == y).sum())
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{current_lr:.2g}")
         record = {"epoch": epoch + 1, "lr": current_lr, "train_loss": loss_sum / len(data),

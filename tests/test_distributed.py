@@ -83,6 +83,7 @@ def _indices(log):
     return sorted(int(line) for line in log.read_text().split()) if log.exists() else []
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_fail_cleanly_and_resume_per_shard(tmp_path):
     length = 11  # odd: the shards (chunks 0,2,4 and 1,3,5 of 2 images) differ in size
     single, _ = _launch(tmp_path, 1, tmp_path / "single", length, -1, tmp_path / "single.log")

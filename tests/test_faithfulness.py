@@ -63,7 +63,8 @@ def test_insertion_perfect_map_beats_its_inverse_and_golden_auc():
     torch.testing.assert_close(good.scores[:, 6:], total[:, None].expand(2, H * W - 5))
     # inverse: nothing of R until the last 6 steps: AUC ≤ total · (area of the last 6 steps)
     assert (bad.auc <= total * 6 / (H * W) + 1e-6).all()
-    blurred = faithfulness.insertion(model, images, perfect, classes, steps=8, score="logit")  # RISE: from a blurred copy
+    # RISE: insertion starts from a blurred copy
+    blurred = faithfulness.insertion(model, images, perfect, classes, steps=8, score="logit")
     torch.testing.assert_close(blurred.scores[:, 0], model(faithfulness.blur(images))[:, 0])
     torch.testing.assert_close(blurred.scores[:, -1], total)
 
@@ -86,9 +87,10 @@ def test_average_drop_and_increase_in_confidence_conventions():
     o = torch.sigmoid(0.3 * (per_pixel * REGION).sum((1, 2)))
     assert faithfulness.increase_in_confidence(model, images, perfect, classes).tolist() == [1.0, 1.0]
     assert faithfulness.increase_in_confidence(model, images, inverse, classes).tolist() == [0.0, 0.0]
-    torch.testing.assert_close(faithfulness.increase_in_confidence(model, images, perfect, classes, convention="absolute"), o - y)
-    torch.testing.assert_close(faithfulness.increase_in_confidence(model, images, perfect, classes, convention="relative"), (o - y) / y)
-    logit_gain = faithfulness.increase_in_confidence(model, images, perfect, classes, convention="absolute", score="logit")
+    gain = faithfulness.increase_in_confidence
+    torch.testing.assert_close(gain(model, images, perfect, classes, convention="absolute"), o - y)
+    torch.testing.assert_close(gain(model, images, perfect, classes, convention="relative"), (o - y) / y)
+    logit_gain = gain(model, images, perfect, classes, convention="absolute", score="logit")
     torch.testing.assert_close(logit_gain, 0.05 * (per_pixel * ~REGION).sum((1, 2)))
 
 

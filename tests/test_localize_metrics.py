@@ -51,7 +51,7 @@ def test_pyramid_curve_matches_hand_computed_boxes():
         radius = int(np.ceil(height * (1 - tau))) - 1
         box = [max(cx - radius, 0), max(cy - radius, 0), min(cx + radius, size - 1), min(cy + radius, size - 1)]
         expected_iou = iou([box], gt).item()
-        for d, delta in enumerate((0.3, 0.5, 0.7)):
+        for delta in (0.3, 0.5, 0.7):
             row = list(metric._deltas).index(delta)
             assert metric.correct_largest[row, j] == int(expected_iou >= delta), (tau, delta)
             assert metric.correct_all[row, j] == int(expected_iou >= delta)

@@ -11,7 +11,6 @@ from camkit.data import Shapes
 from camkit.errors import InputError
 from camkit.models import CamNet, NiN, WeightsError, gap_head, get, load, pretrained, save
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

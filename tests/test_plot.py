@@ -137,7 +137,7 @@ def test_every_image_kind_gives_identical_pixels(batch_kinds):
     reference = plot.overlay_arrays(batch_kinds["tensor (B,3,H,W)"], maps)
     for kind, images in batch_kinds.items():
         result = plot.overlay_arrays(images, maps)
-        for got, want in zip(result, reference):
+        for got, want in zip(result, reference, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=kind)
 
 
@@ -176,7 +176,7 @@ def test_mean_std_normalisation_is_undone():
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     normalised = (rgb - mean[:, None, None]) / std[:, None, None]
     restored = plot.to_rgb(normalised, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    for got, want in zip(restored, rgb.permute(0, 2, 3, 1).numpy()):
+    for got, want in zip(restored, rgb.permute(0, 2, 3, 1).numpy(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
     # a normalised zero is the mean color
     zeros = plot.to_rgb(torch.zeros(3, 2, 2), mean=IMAGENET_MEAN, std=IMAGENET_STD)[0]
@@ -184,7 +184,7 @@ def test_mean_std_normalisation_is_undone():
     # and an overlay of the normalised batch is the overlay of the original one
     maps = torch.rand(2, 1, 5, 7)
     for got, want in zip(plot.overlay_arrays(normalised, maps, mean=mean, std=std),
-                         plot.overlay_arrays(rgb, maps)):
+                         plot.overlay_arrays(rgb, maps), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -353,7 +353,7 @@ def test_threshold_curve_reads_every_accepted_layout():
         curves_drawn = [line for line in ax.lines if len(line.get_xdata()) > 1]
         want = [acc[0.5]] if layout == "pair" else list(acc.values())
         assert len(curves_drawn) == len(want), layout
-        for line, values in zip(curves_drawn, want):
+        for line, values in zip(curves_drawn, want, strict=True):
             np.testing.assert_allclose(line.get_xdata(), tau)
             np.testing.assert_allclose(line.get_ydata(), values)
         best = int(np.argmax(want[0]))
@@ -406,8 +406,10 @@ def test_a_real_explanation_is_drawn_with_its_classes():
     figure = plot.overlay(images, explanation, labels=names, panel_size=1.0)
     classes, scores = explanation.classes.tolist(), explanation.scores.tolist()
     assert [ax.get_title() for ax in figure.axes] == [
-        f"{names[c]} ({s:.2f})" for row_c, row_s in zip(classes, scores) for c, s in zip(row_c, row_s)]
-    for got, want in zip(plot.overlay_arrays(images, explanation), plot.overlay_arrays(images, explanation.maps)):
+        f"{names[c]} ({s:.2f})"
+        for row_c, row_s in zip(classes, scores, strict=True) for c, s in zip(row_c, row_s, strict=True)]
+    from_explanation = plot.overlay_arrays(images, explanation)
+    for got, want in zip(from_explanation, plot.overlay_arrays(images, explanation.maps), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

@@ -1,15 +1,12 @@
 """camkit.train: a tiny run learns, checkpoints round-trip atomically, resume is exact."""
-import json
-import math
 
 import pytest
 import torch
 
 from camkit.data import Shapes
 from camkit.errors import InputError
-from camkit.models import NiN, load
-from camkit.train import (TensorSet, cosine_lr, evaluate, load_checkpoint, save_checkpoint, stack,
-                          train)
+from camkit.models import NiN
+from camkit.train import TensorSet, cosine_lr, evaluate, load_checkpoint, save_checkpoint, stack, train
 
 
 def tiny_model(pool="avg"):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
-from camkit.errors import InputError
 from camkit.data import collate
 from camkit.data.wsol import WSOLDataset, export_wsol, read_metadata, resize_box
+from camkit.errors import InputError
 
 
 def tiny_dataset(count=4, height=20, width=30, seed=0):
@@ -40,7 +40,7 @@ def test_export_then_read_round_trip(tmp_path):
     assert metadata.sizes[metadata.image_ids[0]] == (30, 20)
 
     same_size = WSOLDataset(meta, tmp_path / "images", size=None)
-    for original, item in zip(items, same_size):
+    for original, item in zip(items, same_size, strict=True):
         assert item["ok"] and item["error"] == ""
         assert item["label"] == original["label"]
         assert torch.equal(item["boxes"], original["boxes"])
@@ -60,7 +60,7 @@ def test_mask_metadata_round_trip(tmp_path):
     meta = export_wsol(items, tmp_path, "test", localization="masks")
     dataset = WSOLDataset(meta, tmp_path / "images", size=None)
     assert dataset.metadata.kind == "masks"
-    for original, item in zip(items, dataset):
+    for original, item in zip(items, dataset, strict=True):
         assert torch.equal(item["mask"], original["mask"])
         assert not item["ignore"].any()
         assert item["boxes"].shape == (0, 4)
@@ -125,6 +125,7 @@ def test_shapes_data_set_exports_and_reads_back(tmp_path):
     from camkit.data.shapes import Shapes
     shapes = Shapes("val", size=32, length=3)
     meta = export_wsol(shapes, tmp_path, "val")
-    for original, item in zip((shapes[i] for i in range(3)), WSOLDataset(meta, tmp_path / "images", size=None)):
+    read_back = WSOLDataset(meta, tmp_path / "images", size=None)
+    for original, item in zip((shapes[i] for i in range(3)), read_back, strict=True):
         assert item["label"] == original["label"]
         assert torch.equal(item["boxes"], original["boxes"])

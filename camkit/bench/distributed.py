@@ -39,6 +39,7 @@ class Group:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that writes the files."""
         return self.rank == 0
 
     def failed_peers(self) -> int:
@@ -87,8 +88,11 @@ def setup_distributed(device: str | torch.device, timeout_s: float) -> tuple[Gro
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s),
-                                **({"device_id": device} if backend == "nccl" else {}))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        if backend == "nccl":
+            dist.init_process_group(backend, timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group(backend, timeout=timeout)
         group = Group(dist.get_rank(), dist.get_world_size(), local_rank, True, True,
                       _default_store())
     else:

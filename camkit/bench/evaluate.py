@@ -83,7 +83,8 @@ class Runner:
         rows = np.array([i for i, boxes in enumerate(gt_boxes) if boxes.shape[0] > 0], np.int64)
         row_gt = [gt_boxes[r] for r in rows]
         scored_gt = self._protocol_boxes(row_gt, images.shape[-2:])
-        records = [{"index": int(i), "label": int(label)} for i, label in zip(batch["index"], labels, strict=True)]
+        records: list[dict[str, Any]] = [{"index": int(i), "label": int(label)}
+                                         for i, label in zip(batch["index"], labels, strict=True)]
         for record, image_id in zip(records, batch["image_id"], strict=True):
             if image_id is not None:
                 record["image_id"] = image_id

@@ -59,18 +59,21 @@ class ShardState(Counts):
 
     @classmethod
     def empty(cls, settings: Settings) -> ShardState:
+        """A state with zero counts for the methods of ``settings``."""
         return cls({method: MethodMetrics(settings) for method in settings.methods})
 
     def _parts(self) -> Sequence[Counts]:
         return list(self.metrics.values())
 
     def merge(self, other: Any) -> ShardState:
+        """Add ``other``'s counts, records and errors; returns ``self``."""
         super().merge(other)
         self.records.extend(other.records)
         self.errors.extend(other.errors)
         return self
 
     def to_json(self) -> dict[str, Any]:
+        """The chunk file's content: flat counts, records, errors."""
         return {"counts": self.counts().tolist(), "records": self.records, "errors": self.errors}
 
 

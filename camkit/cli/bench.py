@@ -22,6 +22,7 @@ OUTPUTS = "results.json, results.md, records.jsonl, box_acc.png, examples.png"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``camkit bench``."""
     p.description = ("Weakly-supervised localization benchmark: explain every image with every "
                      "method in one pass and write DIR/results.json, results.md, records.jsonl, "
                      "box_acc.png and examples.png.  Runs unchanged under torchrun.")
@@ -114,6 +115,7 @@ def dataset_from_args(args: argparse.Namespace, model: nn.Module) -> tuple[Any, 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Benchmark the model on the data set; print the table (rank 0)."""
     import torch
 
     from camkit import bench

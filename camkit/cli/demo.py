@@ -13,6 +13,7 @@ METHOD_OPTIONS = {"augmented-gradcam": {"L": 32, "iters": 100}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``camkit demo``."""
     p.description = ("Localize objects of camkit's synthetic shapes data with its shipped NiN: CAM, "
                      "Grad-CAM and Augmented Grad-CAM; print the localization table and write "
                      "overlays, the BoxAcc-vs-threshold curve and a summary.")
@@ -26,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Benchmark the shipped NiN on shapes validation images; print the table."""
     import torch
 
     from camkit import bench

@@ -17,6 +17,7 @@ HELP = "explain images on disk; write overlays and a JSON of classes, scores, bo
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``camkit explain``."""
     p.description = "Explain IMAGE files with a model; write DIR/<name>.png overlays and DIR/explanations.json."
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--model", default="nin-shapes",
@@ -56,6 +57,7 @@ def load_images(paths: Sequence[str], size: int) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Explain the images; write an overlay per image and ``explanations.json``."""
     import torch
 
     from camkit import plot

@@ -11,6 +11,7 @@ HELP = "train a CAM-ready model on the shapes data"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``camkit train``."""
     p.description = ("Train a CAM-ready NiN on the synthetic shapes data set and save it for "
                      "camkit.models.load().")
     p.add_argument("--out", default="nin-shapes.pt", help="model file to write (default: %(default)s)")

@@ -21,7 +21,7 @@ Every item is a pure function of ``(seed, split, index)``:
 from __future__ import annotations
 
 import colorsys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -180,12 +180,12 @@ def render(rng: np.random.Generator, size: int, label: int, *, colors: Sequence[
     alternate their color with a dark shade of it (0.4 × the color).
     """
     texture = textures[label % len(textures)]
-    color_name = colors[label // len(textures)]
+    color_name = colors[int(label) // len(textures)]
     canvas = _background(rng, size)
     _fragments(canvas, rng, int(rng.integers(fragments[0], fragments[1] + 1)),
                [COLORS[c] for c in colors])
 
-    shape = shapes[rng.integers(len(shapes))]
+    shape = shapes[int(rng.integers(len(shapes)))]
     angle = rng.uniform(0, 2 * np.pi)
     extent = rng.uniform(*scale) * size
     polys = _outline(shape, extent, angle, rng)
@@ -196,7 +196,8 @@ def render(rng: np.random.Generator, size: int, label: int, *, colors: Sequence[
     hue = COLORS[color_name] + rng.uniform(-15, 15)
     color = _hsv(hue / 360, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
     mask = _paint_polygons(canvas, [p + centre for p in polys], color)
-    _paint_texture(canvas, *np.nonzero(mask), texture, color, 0.4 * color, centre, angle, _period(rng, size))
+    ys, xs = np.nonzero(mask)
+    _paint_texture(canvas, ys, xs, texture, color, 0.4 * color, centre, angle, _period(rng, size))
 
     canvas += rng.normal(0.0, rng.uniform(*noise), canvas.shape).astype(np.float32)
     image = np.clip(canvas, 0.0, 1.0).transpose(2, 0, 1)
@@ -235,17 +236,19 @@ class Shapes(torch.utils.data.Dataset):
         if self.length < 0:
             raise InputError(f"length must be >= 0, got {length}")
         self.colors, self.textures, self.shapes = tuple(colors), tuple(textures), tuple(shapes)
-        self.scale = tuple(scale)
+        self.scale = (float(scale[0]), float(scale[1]))
         self.classes = class_names(self.colors, self.textures)
 
     @property
     def num_classes(self) -> int:
+        """Number of classes, ``len(colors) · len(textures)``."""
         return len(self.classes)
 
     def __len__(self) -> int:
         return self.length
 
     def label(self, index: int) -> int:
+        """Class of item ``index``: ``index % num_classes`` (every prefix is balanced)."""
         return index % self.num_classes
 
     def __getitem__(self, index: int) -> dict:

@@ -21,9 +21,9 @@ with nearest neighbour and thresholded at 0.5 (any non-zero PNG value is foregro
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -89,7 +89,8 @@ def read_metadata(metadata_dir) -> WSOLMetadata:
     if (root / "localization.txt").is_file():
         for number, fields in _lines(root / "localization.txt"):
             if len(fields) == 5:
-                box = tuple(_int(v, "localization.txt", number) for v in fields[1:])
+                x0, y0, x1, y1 = (_int(v, "localization.txt", number) for v in fields[1:])
+                box = (x0, y0, x1, y1)
                 if box[2] < box[0] or box[3] < box[1] or min(box) < 0:
                     raise InputError(f"localization.txt line {number}: box {box} is not x0<=x1, y0<=y1")
                 metadata.boxes.setdefault(fields[0], []).append(box)
@@ -154,7 +155,7 @@ class WSOLDataset(torch.utils.data.Dataset):
             return self._failed(item, image_id, f"{type(error).__name__}: {error}")
         original = image.size
         if self.size is not None:
-            image = image.resize((self.size, self.size), Image.BILINEAR)
+            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32) / 255.0
         item["image"] = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
         target = image.size
@@ -180,7 +181,7 @@ class WSOLDataset(torch.utils.data.Dataset):
     def _masks(self, image_id: str, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         def load(relative: str) -> np.ndarray:
             with Image.open(self.mask_root / relative) as opened:
-                gray = opened.convert("L").resize(size, Image.NEAREST)
+                gray = opened.convert("L").resize(size, Image.Resampling.NEAREST)
             return np.asarray(gray, dtype=np.float32) > 0.5
 
         mask = np.zeros(size[::-1], bool)

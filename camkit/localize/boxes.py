@@ -217,6 +217,6 @@ def best_iou(boxes, gt_boxes: Sequence, image=None) -> np.ndarray:
     else:
         padded = padded[np.asarray(image)]
     best = np.zeros(boxes.shape[:-1])
-    for g in range(most):  # a few ground-truth boxes per image: one vectorised pass each
-        best = np.maximum(best, box_iou(boxes, padded[..., g, :]))
+    for column in range(most):  # a few ground-truth boxes per image: one vectorised pass each
+        best = np.maximum(best, box_iou(boxes, padded[..., column, :]))
     return best

@@ -33,8 +33,8 @@ import torch
 
 from camkit.errors import CamkitError, InputError
 from camkit.localize.boxes import EMPTY_BOX, best_iou, box_array
-from camkit.localize.counts import Counts
 from camkit.localize.component_tree import superlevel_components
+from camkit.localize.counts import Counts
 from camkit.maps import resize_maps
 
 __all__ = ["LocalizationAccuracy", "BoxAccuracy", "PxAP", "prepare_maps", "default_thresholds"]
@@ -83,7 +83,8 @@ def _as_map_batch(maps, name: str = "maps") -> torch.Tensor:
 
 
 def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
-    """Maps ``(B, 1, H, W)`` or ``(B, H, W)`` as the protocol scores them, ``(B, H, W)``: resized (bicubic, ``resize`` = (H, W); the
+    """Maps ``(B, 1, H, W)`` or ``(B, H, W)`` as the protocol scores them, ``(B, H, W)``: resized
+    (bicubic, ``resize`` = (H, W); the
     wsolevaluation protocol defaults to 224²) then min-max normalised per map, float64 numpy.
 
     NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros.
@@ -146,8 +147,8 @@ class LocalizationAccuracy(Counts):
     def __init__(self, iou_threshold: float = 0.5, top_k: int = 5):
         self.iou_threshold = float(iou_threshold)
         self.top_k = int(top_k)
-        for name in self._fields:
-            setattr(self, name, np.int64(0))
+        self.num_images = self.top1_correct = self.topk_correct = np.int64(0)
+        self.gt_known_images = self.gt_known_correct = np.int64(0)
 
     def _config(self) -> tuple:
         return (self.iou_threshold, self.top_k)
@@ -349,12 +350,12 @@ class BoxAccuracy(Counts):
         return {
             "max_box_acc": float(largest[half].max()),
             "max_box_acc_v2": float(np.mean([curves[r].max() for r in rows])),
-            "max_box_acc_per_iou": {d: float(curves[r].max()) for d, r in zip(self.iou_thresholds, rows)},
-            "box_acc": {d: curves[r].copy() for d, r in zip(self.iou_thresholds, rows)},
+            "max_box_acc_per_iou": {d: float(curves[r].max()) for d, r in zip(self.iou_thresholds, rows, strict=True)},
+            "box_acc": {d: curves[r].copy() for d, r in zip(self.iou_thresholds, rows, strict=True)},
             "box_acc_largest": largest[rows], "box_acc_all": every[rows],
             "best_threshold": float(self.thresholds[int(np.argmax(largest[half]))]),
             "best_thresholds_v2": {d: float(self.thresholds[int(np.argmax(curves[r]))])
-                                   for d, r in zip(self.iou_thresholds, rows)},
+                                   for d, r in zip(self.iou_thresholds, rows, strict=True)},
             "thresholds": self.thresholds.copy(), "iou_thresholds": self.iou_thresholds,
             "num_images": int(self.num_images),
         }

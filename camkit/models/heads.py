@@ -49,6 +49,7 @@ class CamNet(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
         return self.fc(self.pool(self.conv(self.features(images))))
 
 

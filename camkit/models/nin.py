@@ -11,7 +11,8 @@ so the CAM of class ``c`` *is* channel ``c`` of the last block, ``model.features
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,9 +33,11 @@ class GlobalPool(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w) -> (B, C)``."""
         return x.mean(dim=(2, 3)) if self.mode == "avg" else x.amax(dim=(2, 3))
 
     def extra_repr(self) -> str:
+        """The pooling mode, shown in the module's repr."""
         return f"mode={self.mode!r}"
 
 
@@ -83,14 +86,14 @@ class NiN(nn.Module):
             raise InputError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
         if not 0 <= downsample < len(widths):
             raise InputError(f"downsample must be in [0, {len(widths) - 1}] for {len(widths)} blocks, got {downsample}")
-        self.config = dict(num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes),
-                           downsample=int(downsample), pool=pool, dropout=float(dropout),
-                           batch_norm=bool(batch_norm), class_relu=bool(class_relu),
-                           mean=[float(m) for m in mean], std=[float(s) for s in std])
+        self.config: dict[str, Any] = dict(
+            num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes),
+            downsample=int(downsample), pool=pool, dropout=float(dropout), batch_norm=bool(batch_norm),
+            class_relu=bool(class_relu), mean=[float(m) for m in mean], std=[float(s) for s in std])
         self.standardize = Standardize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_channels = len(mean)
-        for i, (width, k) in enumerate(zip(widths, kernel_sizes), start=1):
+        for i, (width, k) in enumerate(zip(widths, kernel_sizes, strict=True), start=1):
             last = i == len(widths)
             out = num_classes if last else width
             layers[f"block{i}"] = mlpconv(in_channels, width, out, k, batch_norm=batch_norm,
@@ -106,6 +109,7 @@ class NiN(nn.Module):
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (channels of the last block)."""
         return self.config["num_classes"]
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
@@ -115,4 +119,5 @@ class NiN(nn.Module):
         return self.features(self.standardize(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` = ``pool(class_maps(images))``."""
         return self.pool(self.class_maps(images))

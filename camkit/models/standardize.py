@@ -34,6 +34,7 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` of ``x`` ``(B, C, H, W)``."""
         return (x - self.mean) / self.std
 
 
@@ -49,4 +50,5 @@ class Standardized(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``model(standardize(x))``."""
         return self.model(self.standardize(x))

@@ -1,8 +1,8 @@
 """Model factory over torchvision, camkit's own model files, and the shipped checkpoints.
 
-    >>> import camkit
-    >>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
-    >>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
+>>> import camkit
+>>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
+>>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
             weights = torchvision.models.get_model_weights(name)[weights] if isinstance(weights, str) else weights
         except KeyError:
             known = [w.name for w in torchvision.models.get_model_weights(name)]
-            raise InputError(f"unknown weights {weights!r} for {name!r}; torchvision has {known + ['DEFAULT']}") from None
+            raise InputError(f"unknown weights {weights!r} for {name!r}; "
+                             f"torchvision has {known + ['DEFAULT']}") from None
     try:
         model = torchvision.models.get_model(name, weights=weights, **kwargs)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a corrupt download a RuntimeError
@@ -65,10 +66,17 @@ def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
 
 
 def _replace_classifier(model: nn.Module, name: str, num_classes: int) -> None:
+    """A new ``num_classes``-way last Linear layer (VGG: ``classifier[-1]``, others: ``fc``)."""
     if name.startswith("vgg"):
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        classifier = model.get_submodule("classifier")
+        assert isinstance(classifier, nn.Sequential)
+        last = classifier[-1]
+        assert isinstance(last, nn.Linear)
+        classifier[-1] = nn.Linear(last.in_features, num_classes)
     else:
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        fc = model.get_submodule("fc")
+        assert isinstance(fc, nn.Linear)
+        model.fc = nn.Linear(fc.in_features, num_classes)
 
 
 def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module:

@@ -56,14 +56,14 @@ def draw_boxes(target: Axes | Any, boxes: Any, labels: Any = None, color: Any = 
     array = box_array(boxes, "boxes", integer=False)
     names = _labels_for(labels, len(array))
     keep = nonempty(array)
-    array, names = array[keep], [name for name, kept in zip(names, keep) if kept]
+    array, names = array[keep], [name for name, kept in zip(names, keep, strict=True) if kept]
     try:
         rgba = matplotlib.colors.to_rgba(color)
     except ValueError:
         raise InputError(f"not a color: {color!r}") from None
 
     if isinstance(target, Axes):
-        for (x0, y0, x1, y1), name in zip(array, names):
+        for (x0, y0, x1, y1), name in zip(array, names, strict=True):
             target.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                        edgecolor=rgba, linewidth=linewidth))
             if name:
@@ -78,7 +78,7 @@ def draw_boxes(target: Axes | Any, boxes: Any, labels: Any = None, color: Any = 
     rgb = images[0].copy()
     thickness = max(int(round(linewidth)), 1)
     color_rgb = np.asarray(rgba[:3], dtype=np.float32)
-    for box, name in zip(array, names):
+    for box, name in zip(array, names, strict=True):
         _draw_rect_into(rgb, box, color_rgb, thickness)
         if name:
             _draw_text_into(rgb, name, int(round(box[0])) + thickness + 1,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -58,7 +58,7 @@ def _curve_lines(name: str, value: Any) -> list[tuple[str, np.ndarray, np.ndarra
     else:
         acc = _to_numpy(accuracy).astype(np.float64)
         if acc.ndim == 1:
-            series = [(None, acc)]
+            series = [("", acc)]
         elif acc.ndim == 2:
             if acc.shape[1] != tau.size and acc.shape[0] == tau.size:
                 acc = acc.T
@@ -67,7 +67,7 @@ def _curve_lines(name: str, value: Any) -> list[tuple[str, np.ndarray, np.ndarra
             if len(delta_values) != acc.shape[0]:
                 raise InputError(f"curve {name!r}: {len(delta_values)} IoU threshold(s) for "
                                  f"{acc.shape[0]} curve(s)")
-            series = [(f"δ={float(delta):g}", row) for delta, row in zip(delta_values, acc)]
+            series = [(f"δ={float(delta):g}", row) for delta, row in zip(delta_values, acc, strict=True)]
         else:
             raise InputError(f"curve {name!r}: box accuracy must be 1-D (per τ) or 2-D (per δ, τ); "
                              f"got shape {acc.shape}")
@@ -109,7 +109,7 @@ def threshold_curve(curves: Mapping[str, Any], ax: Axes | None = None, mark_max:
         figure = new_figure(figsize, dpi=dpi, layout="constrained")
         ax = figure.add_subplot()
     else:
-        figure = ax.figure
+        figure = cast(Figure, ax.figure)
     percent = max(float(np.nanmax(acc)) if acc.size else 0.0 for _, _, acc in lines) > 1.0
     for label, tau, acc in lines:
         if mark_max and acc.size and np.any(np.isfinite(acc)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 import matplotlib.cm
@@ -23,7 +23,7 @@ from camkit.plot.pixels import blend
 __all__ = ["overlay", "grid", "compare", "new_figure", "figure_to_array", "save"]
 
 def new_figure(figsize: tuple[float, float] = (4.0, 3.0), dpi: float = 100.0,
-               layout: str | None = None) -> Figure:
+               layout: Literal["constrained", "compressed", "tight"] | None = None) -> Figure:
     """A Figure on its own Agg canvas: headless, and outside pyplot's figure list."""
     figure = Figure(figsize=figsize, dpi=dpi, layout=layout)
     FigureCanvasAgg(figure)
@@ -129,7 +129,7 @@ def overlay(images: Any, maps_or_explanation: Any, alpha: float = 0.5, cmap="jet
         b, k = divmod(index, maps.k)
         ax = axes.flat[index]
         ax.imshow(blend(rgbs[b], maps.maps[b, k], alpha, cmap, mask_below), interpolation="nearest")
-        if titles is None:
+        if titles is None or titles is True:
             title = _panel_title(maps, b, k, labels)
         elif titles is False:
             title = None

@@ -82,8 +82,8 @@ def _single_rgb(image: Any, mean: np.ndarray | None, std: np.ndarray | None) -> 
     if not np.all(np.isfinite(rgb)):
         raise InputError("image contains NaN or infinite values")
     if mean is not None or std is not None:
-        rgb = rgb * (std if std is not None else 1.0) + (mean if mean is not None else 0.0)
-        return np.clip(rgb, 0.0, 1.0)
+        restored = rgb * (std if std is not None else 1.0) + (mean if mean is not None else 0.0)
+        return np.clip(restored, 0.0, 1.0).astype(np.float32)
     low, high = float(rgb.min()), float(rgb.max())
     if low < -_RANGE_TOLERANCE or high > 1.0 + _RANGE_TOLERANCE:
         raise InputError(f"float images must lie in [0, 1]; got values in [{low:.3g}, {high:.3g}]. "
