@@ -281,11 +281,10 @@ class BoxAccuracy(Counts):
         wsol = self.protocol == "wsolevaluation"
         order_key = None
         if wsol:
-            scaled = prepared * 255
-            levels = scaled.astype(np.uint8)
-            # Orders pixels inside a level by their value: floor(255 m 2^24) >> 24 = q exactly.
-            scaled *= float(1 << 24)
-            order_key = scaled.astype(np.uint32)
+            # floor(255 m 2^24) orders pixels inside a level by their value, and its top byte is
+            # the reference's q = uint8(255 m) exactly (scaling by 2^24 rounds like 255 m does).
+            order_key = np.multiply(prepared, float(255 << 24)).astype(np.uint32)
+            levels = (order_key >> 24).astype(np.uint8)
             top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
             columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
             num_thresholds = 256
