@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     from camkit import bench
     from camkit.bench.distributed import BenchError
+    from camkit.layers import resolve_layers
     from camkit.models import IMAGENET_MEAN, IMAGENET_STD, Standardized
     from camkit.models.spec import load_model
 
@@ -127,12 +128,9 @@ def run(args: argparse.Namespace) -> int:
     method_options = parse_method_options(args.option, methods)
     torch.manual_seed(args.seed)
     model, names = load_model(args.model, args.weights)
-    layer = args.layer
-    if layer is not None:  # resolved on the model itself: a standardising wrapper adds a prefix
-        found = dict(model.named_modules()).get(layer)
-        if found is None:
-            raise InputError(f"the model has no layer {layer!r}")
-        layer = found
+    layer = None
+    if args.layer is not None:  # resolved on the model itself: a standardising wrapper adds a prefix
+        layer = resolve_layers(model, args.layer)[args.layer]
     if wants_imagenet(args.standardize, args.model):
         model = Standardized(model, IMAGENET_MEAN, IMAGENET_STD)
     dataset, data_names = dataset_from_args(args, model)
