@@ -67,3 +67,14 @@ def test_every_relative_link_resolves(page):
         elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
             broken.append(f"{link} (no heading #{anchor} in {target.name})")
     assert broken == [], f"{page.name} links to what does not exist"
+
+
+def test_the_layout_page_lists_every_module_and_only_real_ones():
+    """docs/layout.md names each module (or, for packages others own, the package folder)."""
+    listed = set(re.findall(r"`(camkit/[\w/]*(?:\.py|/))`", (ROOT / "docs" / "layout.md").read_text()))
+    modules = {str(path.relative_to(ROOT)) for path in (ROOT / "camkit").rglob("*.py")}
+    missing = sorted(module for module in modules if not module.endswith("__init__.py")
+                     and module not in listed and not any(module.startswith(p) for p in listed if p.endswith("/")))
+    assert missing == [], "add these modules to docs/layout.md (one line each: what it does)"
+    stale = sorted(p for p in listed if not (ROOT / p).exists())
+    assert stale == [], "docs/layout.md lists modules that do not exist"
