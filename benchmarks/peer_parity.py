@@ -185,8 +185,8 @@ def main() -> None:
             ours = e.maps[:, 0] if peer == "grad-cam" else normalize_maps(e.raw[:, 0])
             diff, corr = compare(ours, theirs, either_sign=name.startswith("eigen"))
             shown = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "defaults"
-            row = f"| {name} | {peer} | {shown} | {diff:.2e} | {corr:.6f} | {ours_time:.2f} | {peer_time:.2f} |"
-            print(row, flush=True)
+            print(f"| {name} | {peer} | {shown} | {diff:.2e} | {corr:.6f} | {ours_time:.2f} | {peer_time:.2f} |",
+                  flush=True)
     # smoothing options against pytorch-grad-cam's eigen_smooth
     for name in ("gradcam", "gradcam++", "layercam"):
         if args.methods and name not in args.methods:
@@ -194,8 +194,8 @@ def main() -> None:
         theirs = gradcam_peer(model, images, classes, layer, name, {"eigen": True})
         e = camkit.explain(model, images, method=name, layer=args.layer, targets=classes, smooth="eigen")
         diff, corr = compare(e.maps[:, 0], theirs, either_sign=True)
-        row = f"| {name} + smooth='eigen' | grad-cam (eigen_smooth=True) | defaults | {diff:.2e} | {corr:.6f} | | |"
-        print(row, flush=True)
+        print(f"| {name} + smooth='eigen' | grad-cam (eigen_smooth=True) | defaults | {diff:.2e} | {corr:.6f} | | |",
+              flush=True)
 
 
 if __name__ == "__main__":

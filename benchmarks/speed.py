@@ -263,8 +263,8 @@ def main(argv=None) -> None:
     cases = make_cases(MODEL, args.layer)
     times = time_cases(cases, images, classes, args.repeats)
     forward = times["no-grad forward"]
-    threads = torch.get_num_threads()
-    print(f"{args.model}, B={args.batch}, {args.size}², CPU threads={threads}, median of {args.repeats}")
+    print(f"{args.model}, B={args.batch}, {args.size}², CPU threads={torch.get_num_threads()}, "
+          f"median of {args.repeats}")
     print("| case | time (s) | ÷ no-grad forward |\n|---|---|---|")
     for name, seconds in times.items():
         print(f"| {name} | {seconds:.3f} | {seconds / forward:.2f} |")

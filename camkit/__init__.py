@@ -14,8 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "augmented", "cli", "data", "detection", "errors", "explainer", "hooks", "layers", "layouts", "localize",
-    "maps", "methods", "metrics", "models", "plot", "plot_sequences", "targets", "train",
+    "augmented", "bench", "cli", "data", "detection", "errors", "explainer", "faithfulness", "hooks", "io",
+    "layers", "layouts", "localize", "maps", "methods", "models", "plot", "targets", "train",
 )
 # The function ``camkit.explain`` lives in ``camkit.explainer`` so that no submodule shadows it.
 _LAZY_ATTRIBUTES = {

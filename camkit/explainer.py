@@ -13,11 +13,11 @@ from torch import nn
 from camkit import methods as method_registry
 from camkit.errors import InputError
 from camkit.hooks import check_input_rank, preserved_state
-from camkit.layers import LayerSpec, find_default_layer, resolve_layers
+from camkit.layers import LayerSpec, find_default_layer, release_caches, resolve_layers
 from camkit.layouts import Reshape
 from camkit.maps import normalize_maps, resize_maps
 from camkit.methods.base import Method, Session
-from camkit.targets import TargetSpec, select_output
+from camkit.targets import TargetSpec, select_explained
 
 __all__ = ["explain", "Explainer", "Explanation", "check_images", "fuse_layer_maps"]
 
@@ -45,7 +45,8 @@ class Explanation:
     layer_raw: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def boxes(self, threshold: float = 0.2, **options) -> torch.Tensor:
-        """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``.
+        """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``,
+        on the maps' device (:func:`camkit.localize.boxes`).
 
         Clips: one box per frame, (B, K, T, 4), of the pixels above ``threshold ·`` the *clip's* max
         (a frame with none gets the empty box ``0, 0, -1, -1``).  Signals: the longest run above
@@ -75,7 +76,7 @@ class Explanation:
         return found[:, [0, 2]].view(*maps.shape[:2], 2)
 
     def cpu(self) -> Explanation:
-        """The same explanation with every tensor on the CPU."""
+        """A copy of this explanation with every tensor on the CPU."""
         return Explanation(
             self.maps.cpu(), self.raw.cpu(), self.classes.cpu(), self.scores.cpu(), self.probs.cpu(),
             self.method, self.layers, {k: v.cpu() for k, v in self.layer_raw.items()},
@@ -143,6 +144,9 @@ class Explainer:
 
     Each call puts the model in eval mode, attaches forward hooks, and restores the model's modes,
     hooks and the grad mode before returning, also on error: nothing is left attached between calls.
+    Used as a context manager (``with Explainer(...) as explainer:``), the end of the block releases
+    what was cached about the model across calls (its default layer and CAM head,
+    :func:`camkit.layers.release_caches`).
     """
 
     def __init__(
@@ -181,10 +185,11 @@ class Explainer:
         return self
 
     def __exit__(self, *exc) -> None:
-        return None
+        release_caches(self.model)
 
     def __call__(self, images: torch.Tensor, targets: TargetSpec = None, top_k: int | None = None) -> Explanation:
-        """Explain ``images`` (B, C, *S) for ``targets`` (see :mod:`camkit.targets`) or the ``top_k`` classes."""
+        """Explain ``images`` (B, C, H, W) (or (B, C, *S)): maps of ``targets`` (or the ``top_k`` classes), see
+        :func:`explain`."""
         images = check_images(images)
         check_input_rank(self.model, images)
         rank = images.dim() - 2
@@ -198,7 +203,7 @@ class Explainer:
                 images = images.clone()
             with preserved_state(self.model):
                 layers = self.layers or resolve_layers(
-                    self.model, find_default_layer(self.model, images, lambda o: select_output(o, self.output_fn)))
+                    self.model, find_default_layer(self.model, images, lambda o: select_explained(o, self.output_fn)))
                 session = Session(self.model, images, layers, targets, top_k, self.output_fn, self.head_spec,
                                   self.reshape)
                 layer_maps = self.method(session)

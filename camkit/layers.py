@@ -31,7 +31,7 @@ from camkit.hooks import run_model
 from camkit.layouts import Layout, find_layout
 
 __all__ = ["LayerSpec", "Head", "resolve_layers", "find_default_layer", "find_head", "module_name",
-           "nonfinite_source"]
+           "release_caches", "nonfinite_source"]
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -74,7 +74,7 @@ class Head:
 
 
 def module_name(model: nn.Module, module: nn.Module) -> str:
-    """The dotted name of ``module`` inside ``model``."""
+    """The dotted name of ``module`` in ``model``; :class:`LayerError` when it is not one of its modules."""
     for name, candidate in model.named_modules():
         if candidate is module:
             return name
@@ -227,6 +227,12 @@ _HEAD_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDiction
 # Where a detector's default layer is looked for, first match wins: the deepest map of its backbone
 # network (torchvision's FPN detectors keep it in ``backbone.body``, SSD in ``backbone.features``).
 _DETECTOR_PREFIXES = ("backbone.body.", "backbone.features.", "backbone.")
+
+
+def release_caches(model: nn.Module) -> None:
+    """Forget the default layer and classifier head found for ``model`` (found again on next use)."""
+    _DEFAULT_LAYER_CACHE.pop(model, None)
+    _HEAD_CACHE.pop(model, None)
 
 
 def _structure_key(model: nn.Module, images: torch.Tensor, extra: object = None) -> tuple:

@@ -23,7 +23,8 @@ import torch
 
 from camkit.errors import InputError
 
-__all__ = ["Segmentation", "TargetSpec", "ModelOutput", "Resolvable", "select_output", "resolve_targets",
+__all__ = ["Segmentation", "TargetSpec", "ModelOutput", "Resolvable", "select_output", "select_explained",
+           "resolve_targets",
            "is_detection_output", "detach_output"]
 
 #: What camkit explains of a model's output: a tensor, or a detector's list of per-image dicts.
@@ -45,7 +46,7 @@ class Segmentation:
         self.mask = mask
 
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        """Scores (B,) of ``output`` (B, N, H, W)."""
+        """Scores (B,) of a dense output (B, N, H, W) (see the class docstring)."""
         if output.dim() != 4:
             raise InputError(f"Segmentation targets need a dense (B, N, H, W) output, got shape {tuple(output.shape)}")
         _check_class_range(torch.tensor([self.cls]), output.shape[1])
@@ -80,9 +81,17 @@ def detach_output(output: ModelOutput) -> ModelOutput:
             for d in output]
 
 
-def select_output(output: object, output_fn: Callable | None = None) -> ModelOutput:
-    """What to explain: ``output_fn(output)``, a tensor as is, a detector's list of dicts as is, a
-    dict's ``"out"``, a tuple's first element."""
+def select_output(output: object, output_fn: Callable | None = None) -> torch.Tensor:
+    """The tensor to explain: ``output_fn(output)``, a tensor as is, a dict's ``"out"``, a tuple's first element."""
+    selected = select_explained(output, output_fn)
+    if not isinstance(selected, torch.Tensor):
+        raise InputError("the model returns detections (a list of dicts, one per image), not a tensor; "
+                         "explain them with camkit.explain(..., targets=camkit.Detection(...))")
+    return selected
+
+
+def select_explained(output: object, output_fn: Callable | None = None) -> ModelOutput:
+    """What :func:`camkit.explain` explains: as :func:`select_output`, and a detector's list of dicts as is."""
     if output_fn is not None:
         output = output_fn(output)
     elif is_detection_output(output):

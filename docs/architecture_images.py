@@ -11,7 +11,6 @@ import torch
 import torchvision
 
 import camkit
-import camkit.plot_sequences
 from camkit.data import Shapes
 
 OUT = Path(__file__).resolve().parent / "images"
@@ -42,7 +41,7 @@ def main() -> None:
         x = 10 + 10 * t
         clip[0, 0, t, 40:72, x:x + 32] = 1.0
     e = camkit.explain(r3d, clip)
-    camkit.plot_sequences.frame_strip(clip, e, panel_size=1.2, dpi=70, save=OUT / "arch-video.png")
+    camkit.plot.frame_strip(clip, e, panel_size=1.2, dpi=70, save=OUT / "arch-video.png")
     torch.manual_seed(0)
     detector = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
         weights=None, weights_backbone=None, box_score_thresh=0.0).eval()

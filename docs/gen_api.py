@@ -15,12 +15,11 @@ MODULES = [
     ("camkit.detection", None),
     ("camkit.augmented", None),
     ("camkit.localize", None),
-    ("camkit.metrics", None),
+    ("camkit.faithfulness", None),
     ("camkit.data", None),
     ("camkit.models", None),
     ("camkit.train", None),
     ("camkit.plot", None),
-    ("camkit.plot_sequences", None),
     ("camkit.bench", None),
     ("camkit.errors", None),
 ]

@@ -2,11 +2,11 @@
 instead of torch's errors or silently all-zero maps (issue 12)."""
 import pytest
 import torch
-from helpers import small_cnn
 from torch import nn
 
 import camkit
 from camkit.errors import InputError
+from helpers import small_cnn
 
 
 @pytest.mark.parametrize("method", ["gradcam", "cam", "scorecam"])

@@ -5,12 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from helpers import sign_conv
 from torch import nn
 
 import camkit
 from camkit.errors import InputError, LayerError
 from camkit.layouts import Layout, find_layout, fits
+from helpers import sign_conv
 
 X = torch.tensor([[1.0, 2.0, -1.0, 0.0], [3.0, -4.0, 0.5, 2.0]]).view(1, 1, 2, 4)  # a non-square input
 XX = X[0, 0]

@@ -4,7 +4,6 @@ independence, the model left as found, finite maps in [0, 1], grids of every ran
 (and a one-line error for the others), and its weighted activations summing to its map."""
 import pytest
 import torch
-from helpers import small_cnn
 from torch import nn
 
 import camkit
@@ -12,6 +11,7 @@ from camkit.errors import InputError
 from camkit.methods import Method
 from camkit.methods.base import Session
 from camkit.methods.weighted import first_component, weighted_maps_of
+from helpers import small_cnn
 
 # options that keep the slow methods quick on tiny models; any other method runs with its defaults
 FAST = {

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import camkit
-import camkit.plot_sequences as ps
+import camkit.plot.sequences as ps
 from camkit.errors import InputError
 from camkit.explainer import Explanation
 

@@ -6,8 +6,13 @@ roto-translated copies of an image.  See ``docs/augmented.md``.
 """
 from camkit.augmented.baselines import BASELINES, aligned_cams, baseline
 from camkit.augmented.operators import (
-    ForwardModel, RotoTranslation, area_downsample, area_downsample_adjoint, area_weights,
-    sample_transforms, warp_coordinates,
+    ForwardModel,
+    RotoTranslation,
+    area_downsample,
+    area_downsample_adjoint,
+    area_weights,
+    sample_transforms,
+    warp_coordinates,
 )
 from camkit.augmented.solvers import SOLVERS, SuperResolution, forward_model, objective, superresolve
 

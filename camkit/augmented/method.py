@@ -78,6 +78,7 @@ class AugmentedGradCAM(Method):
         self.needs_gradients = self.base.needs_gradients
 
     def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+        """Per tapped layer, the super-resolved (or baseline) map of each image and class, (B, K, *size)."""
         images = session.images
         first = {name: torch.relu(maps.float()) for name, maps in self.base(session).items()}   # copy 1 = identity
         if (session.classes < 0).any():

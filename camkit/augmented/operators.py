@@ -194,6 +194,7 @@ class RotoTranslation:
 
     @property
     def transposed(self) -> torch.Tensor:
+        """The transposed matrix (built once, on first use)."""
         if self._transposed is None:
             self._transposed = _transpose_csr(self.matrix)
         return self._transposed

@@ -49,7 +49,7 @@ from camkit.targets import (
     detach_output,
     is_detection_output,
     resolve_targets,
-    select_output,
+    select_explained,
 )
 
 __all__ = ["Method", "Pass", "Session", "LayerMaps", "needed", "weighted_sum", "per_channel", "spatial_mean"]
@@ -139,8 +139,8 @@ class Session:
         return self.resolved.classes
 
     def select(self, output: object) -> ModelOutput:
-        """What is explained of a raw model output (``output_fn``, or :func:`camkit.targets.select_output`)."""
-        return select_output(output, self.output_fn)
+        """What is explained of a raw model output (``output_fn``, or :func:`camkit.targets.select_explained`)."""
+        return select_explained(output, self.output_fn)
 
     def derive(self, images: torch.Tensor, targets: TargetSpec = None,
                output_fn: Callable[[object], object] | None = None) -> Session:

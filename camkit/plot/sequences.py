@@ -1,4 +1,4 @@
-"""Figures of maps over time: a frame strip for clips, a line plot for signals.
+"""Figures of maps over time or along a signal: a frame strip for clips, a line plot for signals.
 
 ``frame_strip`` draws a clip's frames side by side with the map of each frame blended over it (the
 maps of a clip share one colour scale: the clip's max is 1); ``signal_plot`` draws each signal's
@@ -6,7 +6,7 @@ channels as lines over a colour band of its map.  Both return a ``matplotlib`` `
 own Agg canvas, as every figure of :mod:`camkit.plot` (``save=path`` writes a PNG).
 
     >>> e = camkit.explain(video_model, clips)                      # clips (B, 3, T, H, W)  # doctest: +SKIP
-    >>> camkit.plot_sequences.frame_strip(clips, e, save="strip.png")                         # doctest: +SKIP
+    >>> camkit.plot.frame_strip(clips, e, save="strip.png")                                   # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from camkit import plot
 from camkit.errors import InputError
+from camkit.plot.boxes import draw_boxes
+from camkit.plot.figures import new_figure, save
+from camkit.plot.inputs import to_rgb
+from camkit.plot.pixels import blend
 
 __all__ = ["frame_strip", "signal_plot"]
 
@@ -68,15 +71,15 @@ def frame_strip(clips: Any, maps_or_explanation: Any, k: int = 0, frames: Sequen
         if not hasattr(maps_or_explanation, "boxes"):
             raise InputError("boxes=True needs an Explanation (something with .boxes(threshold))")
         frame_boxes = maps_or_explanation.boxes(threshold=box_threshold)[:, k]  # (B, T, 4)
-    figure = plot.new_figure((panel_size * len(shown), panel_size * batch), dpi)
+    figure = new_figure((panel_size * len(shown), panel_size * batch), dpi)
     axes = np.atleast_2d(figure.subplots(batch, len(shown), squeeze=False))
     for b in range(batch):
-        rgbs = plot.to_rgb(clips[b].transpose(0, 1), mean, std)  # T images (C, H, W)
+        rgbs = to_rgb(clips[b].transpose(0, 1), mean, std)  # T images (C, H, W)
         for column, t in enumerate(shown):
             ax = axes[b, column]
-            ax.imshow(plot.blend(rgbs[t], maps[b, t], alpha, cmap))
+            ax.imshow(blend(rgbs[t], maps[b, t], alpha, cmap))
             if frame_boxes is not None:
-                plot.draw_boxes(ax, frame_boxes[b, t])
+                draw_boxes(ax, frame_boxes[b, t])
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
@@ -104,7 +107,7 @@ def signal_plot(signals: Any, maps_or_explanation: Any, k: int = 0, cmap: str = 
     maps = _maps_of(maps_or_explanation, 1, batch, k)
     if maps.shape[-1] != length:
         maps = np.stack([np.interp(np.linspace(0, m.size - 1, length), np.arange(m.size), m) for m in maps])
-    figure = plot.new_figure((panel_size[0], panel_size[1] * batch), dpi)
+    figure = new_figure((panel_size[0], panel_size[1] * batch), dpi)
     axes = figure.subplots(batch, 1, squeeze=False)[:, 0]
     for b, ax in enumerate(axes):
         low, high = float(values[b].min()), float(values[b].max())
@@ -126,5 +129,5 @@ def signal_plot(signals: Any, maps_or_explanation: Any, k: int = 0, cmap: str = 
 
 def _saved(figure: Figure, path: str | os.PathLike | None) -> Figure:
     if path is not None:
-        plot.save(figure, path)
+        save(figure, path)
     return figure
