@@ -1,5 +1,5 @@
-# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the suite).
-# Each creates ./.venv and installs camkit into it first.
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (lint, types and
+# the suite). Each creates ./.venv and installs camkit (with the dev tools for `make test`) first.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -18,6 +18,8 @@ demo: install
 	$(VENV)/bin/camkit demo
 
 test: install
+	$(VENV)/bin/ruff check camkit tests benchmarks docs
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:

@@ -6,9 +6,9 @@ Runs, interleaved round by round so that background load hits every configuratio
 * ``torchrun --nproc_per_node P`` with 1 thread per process for every P > 1 in ``--processes``,
 
 each ``--repeats`` times with ``--no-resume`` into a fresh folder, and reports the median wall
-time of the whole command, the CPU seconds of all its processes, and the evaluation alone (``results.json["run"]["seconds"]`` of
-rank 0: from the start of ``run`` to the gathered results, so it includes waiting for the
-slowest rank), the speed-ups, and whether every configuration produced the same
+time of the whole command, the CPU seconds of all its processes, and the evaluation alone
+(``results.json["run"]["seconds"]`` of rank 0: from the start of ``run`` to the gathered results,
+so it includes waiting for the slowest rank), the speed-ups, and whether every configuration produced the same
 ``results.json`` numbers.
 
     .venv/bin/python benchmarks/scaling.py                       # this 2-core machine (~4 min)

@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         history = train(model, train_data, val_data, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         seed=args.seed, checkpoint=out / f"nin-{pool}.ckpt", resume=False, progress=False,
-                        log=lambda r: print(pool, json.dumps(r), file=sys.stderr, flush=True))
+                        log=lambda r, pool=pool: print(pool, json.dumps(r), file=sys.stderr, flush=True))
         seconds = time.perf_counter() - t0
         model.class_names = list(train_set.classes)
         path = out / f"nin-shapes-{pool}.pt"

@@ -16,3 +16,8 @@ class LayerError(CamkitError, ValueError):
 
 class HeadError(CamkitError, ValueError):
     """No classifier head usable by CAM (a Linear or 1x1 conv applied after global pooling)."""
+
+
+class RunError(CamkitError, RuntimeError):
+    """A run failed for a reason other than its inputs (e.g. a process of a distributed benchmark
+    stopped); the command line answers it with exit code 1, not 2."""

@@ -17,23 +17,21 @@ where it stopped.  The learning rate follows a linear warm-up then a cosine deca
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camkit.errors import InputError
+from camkit.io import save_torch
+from camkit.targets import select_output
 
-__all__ = ["train", "evaluate", "stack", "save_checkpoint", "load_checkpoint", "cosine_lr", "main"]
+__all__ = ["train", "evaluate", "stack", "save_checkpoint", "load_checkpoint", "cosine_lr"]
 
 CHECKPOINT_FORMAT = "camkit-train-v1"
 
@@ -56,7 +54,7 @@ def stack(dataset, progress: bool = False) -> TensorSet:
     n = len(dataset)
     if n == 0:
         raise InputError("the data set is empty")
-    images = None
+    images: torch.Tensor | None = None
     labels = torch.empty(n, dtype=torch.long)
     iterator = range(n)
     if progress:
@@ -69,6 +67,7 @@ def stack(dataset, progress: bool = False) -> TensorSet:
             images = torch.empty((n, *image.shape), dtype=torch.float16)
         images[i] = image
         labels[i] = int(label)
+    assert images is not None  # n > 0
     return TensorSet(images, labels)
 
 
@@ -94,15 +93,6 @@ def _class_weights(spec, labels: torch.Tensor, num_classes: int) -> torch.Tensor
     return weights
 
 
-def _logits(output) -> torch.Tensor:
-    """The main logits of a model output: a tensor, a (named)tuple's first element, or dict['out']."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict):
-        return output["out"]
-    return output[0]
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data, batch_size: int = 256) -> dict:
     """Mean cross-entropy and top-1 accuracy of ``model`` on ``data`` (a data set or ``TensorSet``)."""
@@ -114,7 +104,7 @@ def evaluate(model: nn.Module, data, batch_size: int = 256) -> dict:
         for start in range(0, len(data), batch_size):
             x = data.images[start:start + batch_size].float()
             y = data.labels[start:start + batch_size]
-            logits = _logits(model(x))
+            logits = select_output(model(x))
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
     finally:
@@ -123,16 +113,8 @@ def evaluate(model: nn.Module, data, batch_size: int = 256) -> dict:
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """Write ``state`` with ``torch.save`` to a temporary file, then rename it over ``path`` (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``state`` with ``torch.save``, atomically (:func:`camkit.io.save_torch`)."""
+    save_torch(path, state)
 
 
 def load_checkpoint(path) -> dict:
@@ -179,6 +161,7 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
     total_steps, warmup = epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch)
 
     history: list[dict] = []
+    current_lr = lr
     start_epoch = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint)
@@ -208,13 +191,13 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
             current_lr = cosine_lr(epoch * steps_per_epoch + step, total_steps, lr, warmup)
             for group in opt.param_groups:
                 group["lr"] = current_lr
-            logits = _logits(model(x))
+            logits = select_output(model(x))
             loss = criterion(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += int((logits.argmax(1) == y).sum())
             if bar is not None:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{current_lr:.2g}")
         record = {"epoch": epoch + 1, "lr": current_lr, "train_loss": loss_sum / len(data),
@@ -232,80 +215,3 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
             log(record)
     model.eval()
     return history
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="camkit train",
-        description="Train a CAM-ready NiN or CoarseNet on the synthetic shapes data set and save it for "
-                    "camkit.models.load().")
-    p.add_argument("--arch", choices=("nin", "coarse"), default="nin",
-                   help="nin: NiN (16×16 maps at 64²); coarse: CoarseNet, a patch stem + VGG blocks "
-                        "(e.g. 7×7 maps at 224²); default: %(default)s")
-    p.add_argument("--patch", type=int, default=8, help="coarse: side and stride of the stem convolution")
-    p.add_argument("--stem-width", type=int, default=32, help="coarse: channels of the stem")
-    p.add_argument("--out", default="nin-shapes.pt", help="model file to write (default: %(default)s)")
-    p.add_argument("--checkpoint", default=None,
-                   help="training state, written every epoch (default: OUT with suffix .ckpt)")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if the checkpoint exists")
-    p.add_argument("--pool", choices=("avg", "max"), default="avg", help="global pooling: GAP or GMP")
-    p.add_argument("--widths", default=None, help="block widths, comma separated (nin: 24,48,96; coarse: 48,96,128)")
-    p.add_argument("--kernels", default=None, help="block kernel sizes, comma separated (nin: 5,3,3; coarse: 3,1,1)")
-    p.add_argument("--downsample", type=int, default=2, help="nin: number of 2x2 max pools")
-    p.add_argument("--dropout", type=float, default=None, help="dropout (nin: 0.1, coarse: 0)")
-    p.add_argument("--size", type=int, default=64, help="image side in pixels")
-    p.add_argument("--train-length", type=int, default=6000)
-    p.add_argument("--val-length", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p.add_argument("--class-weights", choices=("none", "balanced"), default="none")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``camkit train``: train a NiN on shapes, print one JSON line per epoch, save ``--out``."""
-    args = _parser().parse_args(argv)
-    from camkit.data import Shapes
-    from camkit.models import CoarseNet, NiN, save
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    train_set = Shapes("train", size=args.size, length=args.train_length, seed=args.seed)
-    val_set = Shapes("val", size=args.size, length=args.val_length, seed=args.seed)
-    model: nn.Module
-    if args.arch == "coarse":
-        model = CoarseNet(train_set.num_classes, _ints(args.widths or "48,96,128"), _ints(args.kernels or "3,1,1"),
-                          patch=args.patch, stem_width=args.stem_width, pool=args.pool,
-                          dropout=0.0 if args.dropout is None else args.dropout)
-    else:
-        model = NiN(train_set.num_classes, _ints(args.widths or "24,48,96"), _ints(args.kernels or "5,3,3"),
-                    downsample=args.downsample, pool=args.pool, dropout=0.1 if args.dropout is None else args.dropout)
-    checkpoint = args.checkpoint or str(Path(args.out).with_suffix(".ckpt"))
-    began = time.perf_counter()
-    history = train(model, train_set, val_set, epochs=args.epochs, lr=args.lr, optimizer=args.optimizer,
-                    weight_decay=args.weight_decay, batch_size=args.batch_size,
-                    class_weights=None if args.class_weights == "none" else args.class_weights,
-                    checkpoint=checkpoint, resume=not args.no_resume, seed=args.seed,
-                    progress=not args.quiet, log=lambda r: print(json.dumps(r), flush=True))
-    model.class_names = list(train_set.classes)
-    save(model, args.out, meta={"image_size": args.size, "torch_threads": torch.get_num_threads(),
-                                "torch": str(torch.__version__), "command": ["camkit", "train", *(sys.argv[1:] if argv is None else argv)],
-                                "data": {"size": args.size, "seed": args.seed, "train_length": args.train_length},
-                                "history": history, "train_seconds": time.perf_counter() - began})
-    print(f"saved {args.out} (val accuracy {history[-1].get('val_accuracy', float('nan')):.4f})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -56,31 +56,31 @@ def small_cnn(classes: int = 5, seed: int = 0) -> SmallCNN:
     return model
 
 
-class ColourNet(nn.Module):
+class ColorNet(nn.Module):
     """A fixed-weight CAM net for Shapes: hue detectors → class maps → GAP.
 
-    Channel ``j`` responds to the chroma of colour ``j`` (its projection on the hue direction
+    Channel ``j`` responds to the chroma of color ``j`` (its projection on the hue direction
     ``h_j`` of the opponent plane ``a = R - (G + B) / 2``, ``b = √3 / 2 (G - B)``); class ``c``
-    (colour ``c // T``, texture ``c % T``) reads its colour's channel, weighted
-    ``1 + 0.01 · texture`` so the order of classes is deterministic.  It localizes coloured
-    pixels (objects and same-coloured fragments): metrics land strictly between 0 and 100.
+    (color ``c // T``, texture ``c % T``) reads its color's channel, weighted
+    ``1 + 0.01 · texture`` so the order of classes is deterministic.  It localizes colored
+    pixels (objects and same-colored fragments): metrics land strictly between 0 and 100.
     """
 
     def __init__(self):
         super().__init__()
-        from camkit.data.shapes import COLOURS, TEXTURES
+        from camkit.data.shapes import COLORS, TEXTURES
 
-        hues = torch.tensor([COLOURS[c] for c in COLOURS], dtype=torch.float32).deg2rad()
+        hues = torch.tensor([COLORS[c] for c in COLORS], dtype=torch.float32).deg2rad()
         textures = len(TEXTURES)
         classes = len(hues) * textures
         cos, sin = hues.cos(), hues.sin()
         detectors = torch.stack([cos, -cos / 2 + 0.75 ** 0.5 * sin, -cos / 2 - 0.75 ** 0.5 * sin], 1)
-        self.colour = nn.Conv2d(3, len(hues), 1)
+        self.color = nn.Conv2d(3, len(hues), 1)
         self.pool = nn.AvgPool2d(4)
         self.classes = nn.Conv2d(len(hues), classes, 1)
         with torch.no_grad():
-            self.colour.weight.copy_(detectors[:, :, None, None])
-            self.colour.bias.fill_(-0.1)
+            self.color.weight.copy_(detectors[:, :, None, None])
+            self.color.bias.fill_(-0.1)
             weight = torch.zeros(classes, len(hues))
             for c in range(classes):
                 weight[c, c // textures] = 1 + 0.01 * (c % textures)
@@ -88,5 +88,5 @@ class ColourNet(nn.Module):
             self.classes.bias.zero_()
 
     def forward(self, x):
-        maps = self.classes(self.pool(torch.relu(self.colour(x))))
+        maps = self.classes(self.pool(torch.relu(self.color(x))))
         return maps.mean(dim=(2, 3))

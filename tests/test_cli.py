@@ -1,4 +1,5 @@
-"""The real ``camkit`` entry point, run in a subprocess on small inputs."""
+"""The ``camkit`` command (camkit.cli) and ``camkit explain``: the real entry point in a subprocess
+on small inputs, user errors in-process (one line on stderr, exit code 2)."""
 import json
 import subprocess
 import sys
@@ -9,10 +10,18 @@ import torch
 import torchvision
 from PIL import Image
 
+from camkit.cli import main
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "camkit", *map(str, args)], capture_output=True, text=True,
+
+def run_cli(*args, module="camkit", cwd=None):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, timeout=300)
+
+
+def one_line_error(capsys, *args):
+    """Run ``camkit ARGS`` in this process; its exit code and its stderr lines."""
+    code = main([str(a) for a in args])
+    return code, capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.fixture()
@@ -27,6 +36,7 @@ def image_files(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_explain_writes_overlays_and_json_matching_the_model(image_files, tmp_path):
     out = tmp_path / "out"
     result = run_cli("explain", *image_files, "--model", "torchvision:resnet18", "--size", "64", "--top-k", "2",
@@ -54,30 +64,40 @@ def test_explain_writes_overlays_and_json_matching_the_model(image_files, tmp_pa
             assert 0 <= x0 <= x1 <= 63 and 0 <= y0 <= y1 <= 63
 
 
-def test_missing_image_is_a_one_line_error(tmp_path):
-    result = run_cli("explain", tmp_path / "nope.png", "--model", "torchvision:resnet18")
-    assert result.returncode == 2
-    assert "image not found" in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_missing_image_is_a_one_line_error(tmp_path, capsys):
+    code, err = one_line_error(capsys, "explain", tmp_path / "nope.png", "--model", "torchvision:resnet18")
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("camkit explain: error: image not found")
 
 
-def test_unknown_layer_is_a_one_line_error(image_files, tmp_path):
-    result = run_cli("explain", image_files[0], "--model", "torchvision:resnet18", "--size", "32",
-                     "--layer", "layer5", "--out", tmp_path / "o")
-    assert result.returncode == 2
-    assert "unknown layer 'layer5'" in result.stderr and "layer4" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_unknown_layer_is_a_one_line_error(image_files, tmp_path, capsys):
+    code, err = one_line_error(capsys, "explain", image_files[0], "--model", "torchvision:resnet18", "--size", "32",
+                               "--layer", "layer5", "--out", tmp_path / "o")
+    assert code == 2 and len(err) == 1
+    assert "unknown layer 'layer5'" in err[0] and "layer4" in err[0]
 
 
-def test_unknown_model_and_method_are_one_line_errors(image_files, tmp_path):
-    bad_model = run_cli("explain", image_files[0], "--model", "resnet9000")
-    assert bad_model.returncode == 2 and "unknown model" in bad_model.stderr and "Traceback" not in bad_model.stderr
-    bad_method = run_cli("explain", image_files[0], "--model", "torchvision:resnet18", "--size", "32", "--method", "gradcamm")
-    assert bad_method.returncode == 2 and "did you mean gradcam" in bad_method.stderr
+def test_unknown_model_and_method_are_one_line_errors(image_files, capsys):
+    code, err = one_line_error(capsys, "explain", image_files[0], "--model", "resnet9000")
+    assert code == 2 and len(err) == 1 and "unknown model" in err[0]
+    code, err = one_line_error(capsys, "explain", image_files[0], "--model", "torchvision:resnet18", "--size", "32",
+                               "--method", "gradcamm")
+    assert code == 2 and len(err) == 1 and "did you mean gradcam" in err[0]
 
 
 @pytest.mark.parametrize("command", ["demo", "explain", "bench", "train"])
 def test_help_for_every_command(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0, result.stderr
-    assert "--seed" in result.stdout and "usage:" in result.stdout
+    assert "--seed" in result.stdout and f"usage: camkit {command}" in result.stdout
+
+
+def test_python_m_camkit_bench_is_camkit_bench():
+    result = run_cli("--help", module="camkit.bench")
+    assert result.returncode == 0 and "usage: camkit bench" in result.stdout
+
+
+def test_no_command_prints_the_commands_and_exits_2(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("demo", "explain", "bench", "train"))

@@ -24,9 +24,9 @@ WORKER = textwrap.dedent('''
     POISONED = [False]
 
     sys.path.insert(0, TESTS)
-    from helpers import ColourNet as HueNet
+    from helpers import ColorNet as HueNet
 
-    class ColourNet(HueNet):
+    class ColorNet(HueNet):
         def forward(self, x):
             if POISONED[0]:
                 raise RuntimeError("injected failure")
@@ -49,7 +49,7 @@ WORKER = textwrap.dedent('''
             return self.base[index]
 
     try:
-        bench.run(ColourNet().eval(), Logged(), methods=("cam", "gradcam"), out_dir=out, batch_size=2,
+        bench.run(ColorNet().eval(), Logged(), methods=("cam", "gradcam"), out_dir=out, batch_size=2,
                   chunk_size=2, examples=2, progress=False, timeout_s=60)
     except bench.BenchError as error:
         import os
@@ -83,6 +83,7 @@ def _indices(log):
     return sorted(int(line) for line in log.read_text().split()) if log.exists() else []
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_fail_cleanly_and_resume_per_shard(tmp_path):
     length = 11  # odd: the shards (chunks 0,2,4 and 1,3,5 of 2 images) differ in size
     single, _ = _launch(tmp_path, 1, tmp_path / "single", length, -1, tmp_path / "single.log")
@@ -109,4 +110,4 @@ def test_two_processes_equal_one_fail_cleanly_and_resume_per_shard(tmp_path):
     assert multi_results == single_results
     assert multi_records == single_records
     assert multi_results["totals"]["evaluated"] == length
-    assert 0 < multi_results["cam"]["top1_loc"] < multi_results["cam"]["top5_loc"]
+    assert 0 < multi_results["methods"]["cam"]["top1_loc"] < multi_results["methods"]["cam"]["top5_loc"]

@@ -213,3 +213,26 @@ def test_component_tree_on_noise_with_many_regions():
     for k in (0, 5, 17, 30, 38):
         for b in range(2):
             assert np.array_equal(table.boxes_at(k)[b], reference_boxes(levels[b] > k, 8)[0]), (k, b)
+
+
+def test_best_iou_per_image_and_per_row():
+    from camkit.localize import best_iou
+
+    gt = [np.array([[0, 0, 9, 9]]), np.array([[20, 20, 29, 29], [0, 0, 4, 9]])]
+    boxes = np.array([[[0, 0, 9, 9], [5, 0, 9, 9]], [[0, 0, 9, 9], [20, 20, 29, 29]]])   # (B, K, 4)
+    np.testing.assert_array_equal(best_iou(boxes, gt), [[1.0, 0.5], [0.5, 1.0]])
+    rows = np.array([[5, 0, 9, 9], [0, 0, 9, 9], list(EMPTY_BOX)])
+    np.testing.assert_array_equal(best_iou(rows, gt, image=[0, 1, 1]), [0.5, 0.5, 0.0])
+    assert best_iou(boxes[:, 0], [gt[0], np.zeros((0, 4))]).tolist() == [1.0, 0.0]
+
+
+def test_one_box_validator_for_scoring_and_drawing():
+    from camkit.localize import box_array, nonempty
+
+    assert box_array([1, 2, 3, 4]).tolist() == [[1, 2, 3, 4]]
+    with pytest.raises(InputError, match="integer"):
+        box_array([[0.5, 0, 1, 1]])
+    drawn = box_array([[0.5, 0, 1, 1], [np.nan, 0, 1, 1], list(EMPTY_BOX)], integer=False)
+    assert nonempty(drawn).tolist() == [True, False, False]
+    with pytest.raises(InputError, match=r"\(4,\) or \(N, 4\)"):
+        box_array(np.zeros((2, 3)))

@@ -51,7 +51,7 @@ def test_pyramid_curve_matches_hand_computed_boxes():
         radius = int(np.ceil(height * (1 - tau))) - 1
         box = [max(cx - radius, 0), max(cy - radius, 0), min(cx + radius, size - 1), min(cy + radius, size - 1)]
         expected_iou = iou([box], gt).item()
-        for d, delta in enumerate((0.3, 0.5, 0.7)):
+        for delta in (0.3, 0.5, 0.7):
             row = list(metric._deltas).index(delta)
             assert metric.correct_largest[row, j] == int(expected_iou >= delta), (tau, delta)
             assert metric.correct_all[row, j] == int(expected_iou >= delta)
@@ -365,3 +365,43 @@ def test_camkit_protocol_matches_labelling_every_threshold():
             chosen = ties[np.lexsort((boxes[ties, 0], boxes[ties, 1]))[0]]
             assert largest[i, j] == pytest.approx(iou(boxes[chosen:chosen + 1], gt[i]).item())
             assert every[i, j] == pytest.approx(iou(boxes, gt[i]).max().item())
+
+
+# --- shapes: the (B, K, ...) layout camkit.explain returns --------------------------------------
+
+def test_box_accuracy_and_pxap_take_one_map_per_image_as_b_1_h_w():
+    maps = smooth_maps(3, size=24)
+    gt = [[[2, 3, 12, 15]], [[0, 0, 23, 23]], [[10, 10, 20, 20]]]
+    masks = maps > 0.5
+    flat, stacked = BoxAccuracy(TAUS), BoxAccuracy(TAUS)
+    flat.update(maps, gt)
+    stacked.update(torch.from_numpy(maps)[:, None], gt)
+    assert torch.equal(flat.counts(), stacked.counts())
+    assert 0 < flat.result()["max_box_acc_v2"] < 100  # a case that could differ
+    pxap_flat, pxap_stacked = PxAP(TAUS), PxAP(TAUS)
+    pxap_flat.update(maps, masks)
+    pxap_stacked.update(maps[:, None], masks[:, None])
+    assert torch.equal(pxap_flat.counts(), pxap_stacked.counts())
+    with pytest.raises(InputError, match="K = 2 maps per image"):
+        BoxAccuracy().update(np.stack([maps, maps], 1), gt)
+    with pytest.raises(InputError, match="K = 3 maps per image"):
+        PxAP().update(np.stack([maps] * 3, 1), masks)
+
+
+def test_localization_accuracy_from_ious_equals_from_boxes():
+    from camkit.localize import best_iou
+
+    rng = np.random.default_rng(3)
+    gt = [np.array([[4, 4, 14, 14]] + [[20, 2, 28, 9]] * (i % 2)) for i in range(8)]
+    shift = rng.integers(-4, 5, (8, 3, 4)) * np.array([1, 2, 4])[None, :, None]   # class k: ±4·(1, 2, 4) px
+    boxes = np.array([[4, 4, 14, 14]]) + shift                                     # (B, K, 4)
+    labels = rng.integers(0, 3, 8)
+    classes = rng.integers(0, 3, (8, 3))
+    classes[::2, 0] = labels[::2]                                                # half the top-1 right
+    from_boxes, from_ious = LocalizationAccuracy(top_k=2), LocalizationAccuracy(top_k=2)
+    from_boxes.update(boxes, classes, labels, gt, gt_known_boxes=boxes[:, :1])   # (B, 1, 4)
+    from_ious.update_ious(best_iou(boxes, gt), classes, labels, best_iou(boxes[:, 0], gt))
+    assert torch.equal(from_boxes.counts(), from_ious.counts())
+    localized = [iou(boxes[i, :1], gt[i]).max().item() >= 0.5 for i in range(8)]
+    assert int(from_boxes.gt_known_correct) == sum(localized)
+    assert 0 < sum(localized) < 8 and 0 < int(from_boxes.topk_correct) < 8

@@ -11,7 +11,6 @@ from camkit.data import Shapes
 from camkit.errors import InputError
 from camkit.models import CamNet, NiN, WeightsError, gap_head, get, load, pretrained, save
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -36,7 +35,7 @@ def test_nin_logits_are_global_pool_of_the_class_channels(pool):
 
 def test_nin_normalises_inside_the_model():
     model = small_nin()
-    torch.testing.assert_close(model.normalize(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
+    torch.testing.assert_close(model.standardize(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))
 
 
 def test_nin_class_relu_makes_maps_non_negative():

@@ -11,6 +11,7 @@ from PIL import Image
 
 from camkit import plot
 from camkit.errors import InputError
+from camkit.models import IMAGENET_MEAN, IMAGENET_STD
 
 JET_AT_0 = np.array([0.0, 0.0, 0.5])   # jet's ends are dark blue and dark red
 JET_AT_1 = np.array([0.5, 0.0, 0.0])
@@ -102,12 +103,12 @@ def test_rendered_overlay_changes_the_peaked_corner_only():
         np.testing.assert_allclose(rendered_pixel(rgba, ax, x, y), original[y, x], atol=2 * ONE_LEVEL)
 
 
-def test_normalize_option_min_max_normalises_raw_maps():
+def test_min_max_option_normalises_raw_maps():
     image = np.full((8, 8, 3), 0.5, dtype=np.float32)
     raw = np.linspace(3.0, 11.0, 64, dtype=np.float32).reshape(8, 8)
     expected = plot.overlay_arrays(image, (raw - 3.0) / 8.0)[0]
-    np.testing.assert_allclose(plot.overlay_arrays(image, raw, normalize=True)[0], expected, atol=1e-6)
-    with pytest.raises(InputError, match="normalize=True"):
+    np.testing.assert_allclose(plot.overlay_arrays(image, raw, min_max=True)[0], expected, atol=1e-6)
+    with pytest.raises(InputError, match="min_max=True"):
         plot.overlay_arrays(image, raw)
 
 
@@ -136,7 +137,7 @@ def test_every_image_kind_gives_identical_pixels(batch_kinds):
     reference = plot.overlay_arrays(batch_kinds["tensor (B,3,H,W)"], maps)
     for kind, images in batch_kinds.items():
         result = plot.overlay_arrays(images, maps)
-        for got, want in zip(result, reference):
+        for got, want in zip(result, reference, strict=True):
             np.testing.assert_array_equal(got, want, err_msg=kind)
 
 
@@ -172,18 +173,18 @@ def test_grey_images_are_repeated_over_channels():
 
 def test_mean_std_normalisation_is_undone():
     rgb = torch.rand(2, 3, 5, 7)
-    mean, std = torch.tensor(plot.IMAGENET_MEAN), torch.tensor(plot.IMAGENET_STD)
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     normalised = (rgb - mean[:, None, None]) / std[:, None, None]
-    restored = plot.to_rgb(normalised, mean=plot.IMAGENET_MEAN, std=plot.IMAGENET_STD)
-    for got, want in zip(restored, rgb.permute(0, 2, 3, 1).numpy()):
+    restored = plot.to_rgb(normalised, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for got, want in zip(restored, rgb.permute(0, 2, 3, 1).numpy(), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-6)
-    # a normalised zero is the mean colour
-    zeros = plot.to_rgb(torch.zeros(3, 2, 2), mean=plot.IMAGENET_MEAN, std=plot.IMAGENET_STD)[0]
-    np.testing.assert_allclose(zeros, np.broadcast_to(plot.IMAGENET_MEAN, (2, 2, 3)), atol=1e-7)
+    # a normalised zero is the mean color
+    zeros = plot.to_rgb(torch.zeros(3, 2, 2), mean=IMAGENET_MEAN, std=IMAGENET_STD)[0]
+    np.testing.assert_allclose(zeros, np.broadcast_to(IMAGENET_MEAN, (2, 2, 3)), atol=1e-7)
     # and an overlay of the normalised batch is the overlay of the original one
     maps = torch.rand(2, 1, 5, 7)
     for got, want in zip(plot.overlay_arrays(normalised, maps, mean=mean, std=std),
-                         plot.overlay_arrays(rgb, maps)):
+                         plot.overlay_arrays(rgb, maps), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -195,12 +196,12 @@ def test_mean_std_normalisation_is_undone():
     (lambda: plot.to_rgb("photo.jpg"), "cannot read an image from str"),
     (lambda: plot.to_rgb([]), "no images"),
     (lambda: plot.to_rgb(np.random.rand(8, 8, 3) * 255), r"\[0, 1\].*mean="),
-    (lambda: plot.to_rgb(np.zeros((8, 8, 3), np.uint8), mean=plot.IMAGENET_MEAN), "uint8"),
+    (lambda: plot.to_rgb(np.zeros((8, 8, 3), np.uint8), mean=IMAGENET_MEAN), "uint8"),
     (lambda: plot.to_rgb(torch.rand(3, 8, 8), mean=(0.5, 0.5)), "mean must be 1 or 3"),
     (lambda: plot.to_rgb(np.full((4, 4, 3), np.nan)), "NaN"),
     (lambda: plot.overlay_arrays(torch.rand(2, 3, 8, 8), torch.rand(5, 8, 8)), r"5 map\(s\) for 2 image"),
     (lambda: plot.overlay_arrays(torch.rand(1, 3, 8, 8), torch.rand(1, 1, 1, 8, 8)), r"\(B, K, h, w\)"),
-    (lambda: plot.overlay_arrays(torch.rand(3, 8, 8), torch.rand(8, 8) * 4), "normalize=True"),
+    (lambda: plot.overlay_arrays(torch.rand(3, 8, 8), torch.rand(8, 8) * 4), "min_max=True"),
     (lambda: plot.overlay_arrays(torch.rand(3, 8, 8), torch.rand(8, 8), cmap="no-such-map"), "colormap"),
     (lambda: plot.blend(np.zeros((4, 4, 3), np.float32), np.zeros((2, 4, 4))), r"one map \(h, w\)"),
     (lambda: plot.blend(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4)), alpha=2), "alpha"),
@@ -352,7 +353,7 @@ def test_threshold_curve_reads_every_accepted_layout():
         curves_drawn = [line for line in ax.lines if len(line.get_xdata()) > 1]
         want = [acc[0.5]] if layout == "pair" else list(acc.values())
         assert len(curves_drawn) == len(want), layout
-        for line, values in zip(curves_drawn, want):
+        for line, values in zip(curves_drawn, want, strict=True):
             np.testing.assert_allclose(line.get_xdata(), tau)
             np.testing.assert_allclose(line.get_ydata(), values)
         best = int(np.argmax(want[0]))
@@ -387,7 +388,7 @@ def test_save_writes_a_png_of_the_figure(tmp_path):
     with Image.open(path) as saved:
         assert saved.format == "PNG"
         pixels = np.asarray(saved.convert("RGB")) / 255.0
-    # the panel is jet(1) everywhere: the saved picture is mostly that colour
+    # the panel is jet(1) everywhere: the saved picture is mostly that color
     share = np.mean(np.all(np.abs(pixels - JET_AT_1) < 0.02, axis=-1))
     assert share > 0.5
     again = plot.save(figure, tmp_path / "again.png")
@@ -405,8 +406,10 @@ def test_a_real_explanation_is_drawn_with_its_classes():
     figure = plot.overlay(images, explanation, labels=names, panel_size=1.0)
     classes, scores = explanation.classes.tolist(), explanation.scores.tolist()
     assert [ax.get_title() for ax in figure.axes] == [
-        f"{names[c]} ({s:.2f})" for row_c, row_s in zip(classes, scores) for c, s in zip(row_c, row_s)]
-    for got, want in zip(plot.overlay_arrays(images, explanation), plot.overlay_arrays(images, explanation.maps)):
+        f"{names[c]} ({s:.2f})"
+        for row_c, row_s in zip(classes, scores, strict=True) for c, s in zip(row_c, row_s, strict=True)]
+    from_explanation = plot.overlay_arrays(images, explanation)
+    for got, want in zip(from_explanation, plot.overlay_arrays(images, explanation.maps), strict=True):
         np.testing.assert_array_equal(got, want)
 
 

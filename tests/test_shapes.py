@@ -6,7 +6,7 @@ from scipy import ndimage
 
 import camkit
 from camkit.data import Shapes
-from camkit.data.shapes import COLOURS, TEXTURES, render, texture_pattern
+from camkit.data.shapes import COLORS, TEXTURES, render, texture_pattern
 from camkit.errors import InputError
 
 
@@ -33,7 +33,7 @@ def test_splits_and_seeds_draw_different_images():
 
 def test_items_have_documented_types_and_ranges():
     data = Shapes("train", size=40, length=24)
-    assert len(data.classes) == len(TEXTURES) * len(COLOURS) >= 8
+    assert len(data.classes) == len(TEXTURES) * len(COLORS) >= 8
     item = data[3]
     assert item["image"].shape == (3, 40, 40) and item["image"].dtype == torch.float32
     assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
@@ -45,7 +45,7 @@ def test_items_have_documented_types_and_ranges():
         data[24]
 
 
-@pytest.mark.parametrize("label", range(len(TEXTURES) * len(COLOURS)))
+@pytest.mark.parametrize("label", range(len(TEXTURES) * len(COLORS)))
 def test_mask_is_exactly_the_painted_object_and_box_its_bounds(label):
     size = 56
     shapes_seen = set()
@@ -53,13 +53,13 @@ def test_mask_is_exactly_the_painted_object_and_box_its_bounds(label):
         rng = np.random.default_rng([draw_seed, label])
         image, mask, box = render(rng, size, label, noise=(0.0, 0.0))
         pixels = image.reshape(3, -1).T
-        object_colours = np.unique(pixels[mask.ravel()], axis=0)
+        object_colors = np.unique(pixels[mask.ravel()], axis=0)
         textured = TEXTURES[label % len(TEXTURES)] != "solid"
-        assert len(object_colours) == 1 + textured, "a colour, plus its dark shade when textured"
+        assert len(object_colors) == 1 + textured, "a color, plus its dark shade when textured"
         if textured:
-            np.testing.assert_allclose(object_colours.min(0), 0.4 * object_colours.max(0), rtol=1e-5)
-        # Fragments have random colours, so the pixels of the object's exact colours are the mask.
-        painted = (pixels[:, None, :] == object_colours[None]).all(-1).any(-1).reshape(size, size)
+            np.testing.assert_allclose(object_colors.min(0), 0.4 * object_colors.max(0), rtol=1e-5)
+        # Fragments have random colors, so the pixels of the object's exact colors are the mask.
+        painted = (pixels[:, None, :] == object_colors[None]).all(-1).any(-1).reshape(size, size)
         np.testing.assert_array_equal(painted, mask)
         _, components = ndimage.label(mask)
         assert components == 1
@@ -93,8 +93,8 @@ def test_dataset_boxes_are_mask_bounds():
         assert item["boxes"][0].tolist() == [xs.min().item(), ys.min().item(), xs.max().item(), ys.max().item()]
 
 
-def test_colour_alone_does_not_give_the_class_away():
-    """Fragments of every object colour appear in images of other colours."""
+def test_color_alone_does_not_give_the_class_away():
+    """Fragments of every object color appear in images of other colors."""
     data = Shapes("train", size=64, length=120)
     hits = 0
     for i in range(120):

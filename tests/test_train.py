@@ -1,15 +1,12 @@
 """camkit.train: a tiny run learns, checkpoints round-trip atomically, resume is exact."""
-import json
-import math
 
 import pytest
 import torch
 
 from camkit.data import Shapes
 from camkit.errors import InputError
-from camkit.models import NiN, load
-from camkit.train import (TensorSet, cosine_lr, evaluate, load_checkpoint, main, save_checkpoint, stack,
-                          train)
+from camkit.models import NiN
+from camkit.train import TensorSet, cosine_lr, evaluate, load_checkpoint, save_checkpoint, stack, train
 
 
 def tiny_model(pool="avg"):
@@ -18,7 +15,7 @@ def tiny_model(pool="avg"):
 
 
 def tiny_shapes(split, length):
-    return stack(Shapes(split, size=24, length=length, colours=("red", "blue"), textures=("solid", "striped")))
+    return stack(Shapes(split, size=24, length=length, colors=("red", "blue"), textures=("solid", "striped")))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,22 +108,6 @@ def test_no_resume_starts_afresh(tiny_data, tmp_path):
     history = train(tiny_model(), tiny_data[0], None, epochs=1, lr=5e-3, batch_size=48, progress=False,
                     checkpoint=path, resume=False)
     assert len(history) == 1 and load_checkpoint(path)["epoch"] == 1
-
-
-def test_command_line_trains_and_saves_a_loadable_model(tmp_path, capsys):
-    out = tmp_path / "nin.pt"
-    code = main(["--out", str(out), "--epochs", "1", "--size", "24", "--train-length", "48",
-                 "--val-length", "24", "--widths", "8,12", "--kernels", "3,3", "--downsample", "1",
-                 "--quiet", "--threads", "1"])
-    assert code == 0
-    model = load(out)
-    assert model.class_names == Shapes("val").classes and not model.training
-    assert (tmp_path / "nin.ckpt").exists()
-    record = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert record["epoch"] == 1 and math.isfinite(record["train_loss"])
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
-    assert exit_info.value.code == 0
 
 
 def test_bad_options_raise(tiny_data):

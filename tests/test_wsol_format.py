@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
+from camkit.data import collate
+from camkit.data.wsol import WSOLDataset, export_wsol, read_metadata, resize_box
 from camkit.errors import InputError
-from camkit.data.wsol import (WSOLDataset, collate_wsol, export_wsol, read_metadata, resize_box)
 
 
 def tiny_dataset(count=4, height=20, width=30, seed=0):
@@ -39,7 +40,7 @@ def test_export_then_read_round_trip(tmp_path):
     assert metadata.sizes[metadata.image_ids[0]] == (30, 20)
 
     same_size = WSOLDataset(meta, tmp_path / "images", size=None)
-    for original, item in zip(items, same_size):
+    for original, item in zip(items, same_size, strict=True):
         assert item["ok"] and item["error"] == ""
         assert item["label"] == original["label"]
         assert torch.equal(item["boxes"], original["boxes"])
@@ -59,7 +60,7 @@ def test_mask_metadata_round_trip(tmp_path):
     meta = export_wsol(items, tmp_path, "test", localization="masks")
     dataset = WSOLDataset(meta, tmp_path / "images", size=None)
     assert dataset.metadata.kind == "masks"
-    for original, item in zip(items, dataset):
+    for original, item in zip(items, dataset, strict=True):
         assert torch.equal(item["mask"], original["mask"])
         assert not item["ignore"].any()
         assert item["boxes"].shape == (0, 4)
@@ -100,11 +101,11 @@ def test_unreadable_image_is_reported_not_raised(tmp_path):
     (tmp_path / "images" / "val" / "000001.png").write_bytes(b"not a png")
     (tmp_path / "images" / "val" / "000002.png").unlink()
     dataset = WSOLDataset(meta, tmp_path / "images", size=16)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate_wsol)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, collate_fn=collate)
     batch = next(iter(loader))
-    assert batch["ok"].tolist() == [True, False, False]
-    assert "000001.png" in batch["error"][1] and batch["error"][2]
-    assert batch["image"].shape == (3, 3, 16, 16) and batch["boxes"][1].shape == (0, 4)
+    assert batch["index"] == [0] and [index for index, _ in batch["errors"]] == [1, 2]
+    assert "000001.png" in batch["errors"][0][1] and "000002.png" in batch["errors"][1][1]
+    assert batch["image"].shape == (1, 3, 16, 16) and batch["boxes"][0].shape == (1, 4)
 
 
 def test_malformed_metadata_raises_input_error(tmp_path):
@@ -124,6 +125,7 @@ def test_shapes_data_set_exports_and_reads_back(tmp_path):
     from camkit.data.shapes import Shapes
     shapes = Shapes("val", size=32, length=3)
     meta = export_wsol(shapes, tmp_path, "val")
-    for original, item in zip((shapes[i] for i in range(3)), WSOLDataset(meta, tmp_path / "images", size=None)):
+    read_back = WSOLDataset(meta, tmp_path / "images", size=None)
+    for original, item in zip((shapes[i] for i in range(3)), read_back, strict=True):
         assert item["label"] == original["label"]
         assert torch.equal(item["boxes"], original["boxes"])

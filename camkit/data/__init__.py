@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 
+from camkit.data.batching import collate
 from camkit.data.shapes import Shapes, class_names
 
-__all__ = ["Shapes", "class_names", "WSOLDataset", "WSOLMetadata", "read_metadata", "export_wsol",
-           "resize_box", "collate_wsol"]
+__all__ = ["Shapes", "class_names", "collate", "WSOLDataset", "WSOLMetadata", "read_metadata", "export_wsol",
+           "resize_box"]
 
 _WSOL = "camkit.data.wsol"
-_SUBMODULES = ("shapes", "wsol")
+_SUBMODULES = ("batching", "shapes", "wsol")
 
 
 def __getattr__(name: str):

@@ -21,19 +21,18 @@ with nearest neighbour and thresholded at 0.5 (any non-zero PNG value is foregro
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from camkit.errors import InputError
+from camkit.io import atomic_path, write_text
 
-__all__ = ["WSOLMetadata", "read_metadata", "WSOLDataset", "export_wsol", "resize_box",
-           "collate_wsol"]
+__all__ = ["WSOLMetadata", "read_metadata", "WSOLDataset", "export_wsol", "resize_box"]
 
 _FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 
@@ -90,7 +89,8 @@ def read_metadata(metadata_dir) -> WSOLMetadata:
     if (root / "localization.txt").is_file():
         for number, fields in _lines(root / "localization.txt"):
             if len(fields) == 5:
-                box = tuple(_int(v, "localization.txt", number) for v in fields[1:])
+                x0, y0, x1, y1 = (_int(v, "localization.txt", number) for v in fields[1:])
+                box = (x0, y0, x1, y1)
                 if box[2] < box[0] or box[3] < box[1] or min(box) < 0:
                     raise InputError(f"localization.txt line {number}: box {box} is not x0<=x1, y0<=y1")
                 metadata.boxes.setdefault(fields[0], []).append(box)
@@ -128,8 +128,9 @@ class WSOLDataset(torch.utils.data.Dataset):
     to S x S, "image_id": str, "index": int, "ok": bool, "error": str}`` and, for mask metadata,
     ``"mask"`` and ``"ignore"`` ``(S, S)`` bool.  ``size=None`` keeps each image's own size.
     An image that cannot be read never raises: its item has ``ok=False``, the reason in
-    ``error`` and a black image, so a benchmark can count and skip it.  Use :func:`collate_wsol`
-    in a DataLoader (box counts vary per image).
+    ``error`` and a black image, so a benchmark can count and skip it.  Use
+    :func:`camkit.data.collate` in a DataLoader (box counts vary per image; it sets unreadable
+    items aside).
     """
 
     def __init__(self, metadata_dir, image_root, size: int | None = 224, mask_root=None):
@@ -154,7 +155,7 @@ class WSOLDataset(torch.utils.data.Dataset):
             return self._failed(item, image_id, f"{type(error).__name__}: {error}")
         original = image.size
         if self.size is not None:
-            image = image.resize((self.size, self.size), Image.BILINEAR)
+            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         pixels = np.asarray(image, dtype=np.float32) / 255.0
         item["image"] = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
         target = image.size
@@ -180,7 +181,7 @@ class WSOLDataset(torch.utils.data.Dataset):
     def _masks(self, image_id: str, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         def load(relative: str) -> np.ndarray:
             with Image.open(self.mask_root / relative) as opened:
-                gray = opened.convert("L").resize(size, Image.NEAREST)
+                gray = opened.convert("L").resize(size, Image.Resampling.NEAREST)
             return np.asarray(gray, dtype=np.float32) > 0.5
 
         mask = np.zeros(size[::-1], bool)
@@ -189,21 +190,6 @@ class WSOLDataset(torch.utils.data.Dataset):
         ignore_path = self.metadata.ignore_paths.get(image_id, "")
         ignore = load(ignore_path) & ~mask if ignore_path else np.zeros_like(mask)
         return torch.from_numpy(mask), torch.from_numpy(ignore)
-
-
-def collate_wsol(items: list[dict]) -> dict:
-    """Stack images, labels and masks; keep ``boxes``, ids and errors as lists."""
-    batch = {"image": torch.stack([i["image"] for i in items]),
-             "label": torch.tensor([i["label"] for i in items]),
-             "boxes": [i["boxes"] for i in items],
-             "ok": torch.tensor([i.get("ok", True) for i in items])}
-    for key in ("mask", "ignore"):
-        if all(key in i for i in items):
-            batch[key] = torch.stack([i[key] for i in items])
-    for key in ("image_id", "index", "error"):
-        if all(key in i for i in items):
-            batch[key] = [i[key] for i in items]
-    return batch
 
 
 def _to_uint8_image(image) -> np.ndarray:
@@ -215,10 +201,9 @@ def _to_uint8_image(image) -> np.ndarray:
     return array[..., 0] if array.shape[2] == 1 else array
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(temporary, path)
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as temporary:
+        image.save(temporary, format="PNG")
 
 
 def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
@@ -243,7 +228,7 @@ def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
         item = dataset[index]
         image_id = f"{split}/{index:0{digits}d}.png"
         pixels = _to_uint8_image(item["image"])
-        Image.fromarray(pixels).save(root / "images" / image_id)
+        _save_png(Image.fromarray(pixels), root / "images" / image_id)
         height, width = pixels.shape[:2]
         ids.append(image_id)
         labels.append(f"{image_id},{int(item['label'])}")
@@ -261,11 +246,10 @@ def export_wsol(dataset, root, split: str, localization: str = "boxes") -> Path:
                 raise InputError(f"item {index} has no 'mask' to export")
             mask = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask) > 0.5
             stem = f"{split}/{index:0{digits}d}"
-            Image.fromarray(mask.astype(np.uint8) * 255).save(root / "images" / f"{stem}_mask.png")
-            Image.fromarray(np.zeros_like(mask, np.uint8)).save(root / "images" / f"{stem}_ignore.png")
+            _save_png(Image.fromarray(mask.astype(np.uint8) * 255), root / "images" / f"{stem}_mask.png")
+            _save_png(Image.fromarray(np.zeros_like(mask, np.uint8)), root / "images" / f"{stem}_ignore.png")
             locations.append(f"{image_id},{stem}_mask.png,{stem}_ignore.png")
-    _write_text(meta_dir / "image_ids.txt", ids)
-    _write_text(meta_dir / "class_labels.txt", labels)
-    _write_text(meta_dir / "image_sizes.txt", sizes)
-    _write_text(meta_dir / "localization.txt", locations)
+    for name, lines in (("image_ids.txt", ids), ("class_labels.txt", labels), ("image_sizes.txt", sizes),
+                        ("localization.txt", locations)):
+        write_text(meta_dir / name, "".join(line + "\n" for line in lines))
     return meta_dir

@@ -9,14 +9,25 @@
 Boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates (IoU with the +1 convention).
 Metrics keep additive counts: ``merge`` them across batches or processes.
 """
-from camkit.localize.boxes import (EMPTY_BOX, as_box_array, boxes, component_boxes, iou,
-                                   largest_component_box, masks)
+from camkit.localize.boxes import (
+                                   EMPTY_BOX,
+                                   best_iou,
+                                   box_array,
+                                   box_iou,
+                                   boxes,
+                                   component_boxes,
+                                   iou,
+                                   largest_box_array,
+                                   largest_component_box,
+                                   masks,
+                                   nonempty,
+)
 from camkit.localize.component_tree import ComponentTable, superlevel_components
-from camkit.localize.metrics import (BoxAccuracy, LocalizationAccuracy, PxAP, default_thresholds,
-                                     prepare_maps)
+from camkit.localize.counts import Counts
+from camkit.localize.metrics import BoxAccuracy, LocalizationAccuracy, PxAP, default_thresholds, prepare_maps
 
 __all__ = [
-    "EMPTY_BOX", "boxes", "masks", "iou", "component_boxes", "largest_component_box",
-    "as_box_array", "superlevel_components", "ComponentTable", "BoxAccuracy",
-    "LocalizationAccuracy", "PxAP", "prepare_maps", "default_thresholds",
+    "EMPTY_BOX", "boxes", "masks", "iou", "best_iou", "box_iou", "component_boxes", "largest_component_box",
+    "largest_box_array", "box_array", "nonempty", "superlevel_components", "ComponentTable", "Counts",
+    "BoxAccuracy", "LocalizationAccuracy", "PxAP", "prepare_maps", "default_thresholds",
 ]

@@ -1,9 +1,17 @@
-"""Boxes and masks from maps at one threshold, and box IoU.
+"""Boxes and masks from maps at one threshold, box validation and box IoU.
 
 Boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates; the IoU uses the +1 pixel convention,
-``area = (x1 - x0 + 1) * (y1 - y0 + 1)``.
+``area = (x1 - x0 + 1) * (y1 - y0 + 1)``.  A box with ``x1 < x0`` or ``y1 < y0`` is empty
+(:data:`EMPTY_BOX` is the one camkit returns): area 0, IoU 0 with every box.
+
+Functions on tensors return tensors on the input's device (the work is done on the CPU with
+NumPy and SciPy, whose connected-component labelling has no GPU counterpart here); the
+``*_array`` functions are the same on NumPy arrays, for callers that stay in NumPy.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,17 +19,19 @@ from scipy import ndimage
 
 from camkit.errors import InputError
 
-__all__ = ["EMPTY_BOX", "boxes", "masks", "iou", "component_boxes", "largest_component_box",
-           "as_box_array"]
+__all__ = ["EMPTY_BOX", "boxes", "masks", "iou", "best_iou", "component_boxes", "largest_component_box",
+           "box_array", "nonempty", "box_iou", "largest_box_array"]
 
 #: Box of an empty foreground: zero area under the +1 convention, IoU 0 with every box.
 EMPTY_BOX = (0, 0, -1, -1)
 
 
+def _numpy(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 def _as_numpy_maps(maps) -> np.ndarray:
-    if isinstance(maps, torch.Tensor):
-        maps = maps.detach().cpu().numpy()
-    maps = np.asarray(maps)
+    maps = _numpy(maps)
     if maps.ndim < 2:
         raise InputError(f"maps must be (H, W), (B, H, W) or (B, K, H, W), got shape {maps.shape}")
     if not (np.issubdtype(maps.dtype, np.floating) or np.issubdtype(maps.dtype, np.integer)
@@ -31,6 +41,12 @@ def _as_numpy_maps(maps) -> np.ndarray:
     if np.isnan(maps).any():
         raise InputError("maps contain NaN")
     return maps
+
+
+def _like(array: np.ndarray, maps) -> torch.Tensor:
+    """``array`` as a tensor on the device of ``maps`` when it is a tensor (else on the CPU)."""
+    tensor = torch.from_numpy(array)
+    return tensor.to(maps.device) if isinstance(maps, torch.Tensor) else tensor
 
 
 def _structure(connectivity: int) -> np.ndarray:
@@ -74,26 +90,39 @@ def boxes(maps, threshold: float = 0.2, connectivity: int = 8, all_components: b
     ``threshold`` 0.2 is the CAM paper's, 0.15 the Grad-CAM paper's.
 
     Returns a long tensor ``(..., 4)`` of the largest component's box (``x0, y0, x1, y1``
-    inclusive); with ``all_components=True``, nested lists (same leading shape) of ``(N, 4)``
-    long tensors, one box per component, sorted by ``(y0, x0, y1, x1)``.
+    inclusive), on the device of ``maps``; with ``all_components=True``, nested lists (same
+    leading shape) of ``(N, 4)`` long tensors, one box per component, sorted by ``(y0, x0, y1, x1)``.
 
     An empty foreground (an all-zero or non-positive map: no pixel exceeds its own max) has no
     region, so nothing is localized: the box is :data:`EMPTY_BOX` ``(0, 0, -1, -1)``, of zero area
     and IoU 0 with any ground truth (``all_components`` gives a ``(0, 4)`` tensor).  A whole-image
     box would instead reward a map that carries no information.
     """
+    if not all_components:
+        return _like(largest_box_array(maps, threshold, connectivity), maps)
     array = _as_numpy_maps(maps)
-    if not np.isfinite(threshold):
-        raise InputError(f"threshold must be finite, got {threshold}")
+    _check_threshold(threshold)
     lead = array.shape[:-2]
     flat = array.reshape(-1, *array.shape[-2:])
-    if all_components:
-        per_map = [torch.from_numpy(component_boxes(_foreground(m, threshold), connectivity)[0])
-                   for m in flat]
-        return _nest(per_map, lead)
-    out = np.stack([largest_component_box(_foreground(m, threshold), connectivity) for m in flat]) \
-        if flat.shape[0] else np.zeros((0, 4), np.int64)
-    return torch.from_numpy(out.reshape(*lead, 4))
+    per_map = [_like(component_boxes(_foreground(m, threshold), connectivity)[0], maps) for m in flat]
+    return _nest(per_map, lead)
+
+
+def largest_box_array(maps, threshold: float = 0.2, connectivity: int = 8) -> np.ndarray:
+    """:func:`boxes` (largest component) as an int64 NumPy array ``(..., 4)``."""
+    array = _as_numpy_maps(maps)
+    _check_threshold(threshold)
+    lead = array.shape[:-2]
+    flat = array.reshape(-1, *array.shape[-2:])
+    if not flat.shape[0]:
+        return np.zeros((*lead, 4), np.int64)
+    found = np.stack([largest_component_box(_foreground(m, threshold), connectivity) for m in flat])
+    return found.reshape(*lead, 4)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not np.isfinite(threshold):
+        raise InputError(f"threshold must be finite, got {threshold}")
 
 
 def _nest(items: list, lead: tuple):
@@ -106,23 +135,30 @@ def _nest(items: list, lead: tuple):
 
 
 def masks(maps, threshold: float = 0.2) -> torch.Tensor:
-    """Boolean masks of the pixels above ``threshold * max`` of each map, same shape as ``maps``."""
+    """Boolean masks of the pixels above ``threshold * max`` of each map, same shape (and device)
+    as ``maps``."""
     array = _as_numpy_maps(maps)
     peak = array.max(axis=(-2, -1), keepdims=True)
-    return torch.from_numpy(array > threshold * peak)
+    return _like(array > threshold * peak, maps)
 
 
-def as_box_array(value, name: str = "boxes") -> np.ndarray:
-    """``(N, 4)`` int64 array from a tensor, array or nested list of boxes (one box allowed)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
+def box_array(value, name: str = "boxes", integer: bool = True) -> np.ndarray:
+    """Validate boxes: ``(N, 4)`` from a tensor, an array or a (nested) list; ``(4,)`` is one box,
+    an empty input ``(0, 4)``.  ``integer=True`` (scoring): int64, finite integer coordinates;
+    ``integer=False`` (drawing): float64, NaN allowed (such a box is skipped, see :func:`nonempty`)."""
+    array = _numpy(value)
+    if array.dtype == object:
+        raise InputError(f"{name} must be numbers x0, y0, x1, y1; got ragged {value!r}")
     if array.size == 0:
-        return np.zeros((0, 4), np.int64)
+        return np.zeros((0, 4), np.int64 if integer else np.float64)
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2 or array.shape[1] != 4:
-        raise InputError(f"{name} must be (N, 4) x0, y0, x1, y1 boxes, got shape {array.shape}")
+        raise InputError(f"{name} must be (4,) or (N, 4) boxes x0, y0, x1, y1; got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"{name} must be numbers x0, y0, x1, y1; got dtype {array.dtype}")
+    if not integer:
+        return array.astype(np.float64)
     if np.issubdtype(array.dtype, np.floating):
         if not np.isfinite(array).all():
             raise InputError(f"{name} contain NaN or inf")
@@ -131,10 +167,16 @@ def as_box_array(value, name: str = "boxes") -> np.ndarray:
     return array.astype(np.int64)
 
 
-def iou_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU ``(N, M)`` of int arrays ``(N, 4)`` and ``(M, 4)`` (+1 convention)."""
-    a = a[:, None, :]
-    b = b[None, :, :]
+def nonempty(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` -> ``(N,)``: False for empty boxes (``x1 < x0`` or ``y1 < y0``) and NaN ones."""
+    with np.errstate(invalid="ignore"):
+        return (np.all(np.isfinite(boxes), axis=-1) & (boxes[..., 2] >= boxes[..., 0])
+                & (boxes[..., 3] >= boxes[..., 1]))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of integer boxes ``a`` ``(..., 4)`` and ``b`` ``(..., 4)``, broadcast against each other
+    (+1 convention; empty boxes have area 0 and IoU 0)."""
     inter_w = np.maximum(0, np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1)
     inter_h = np.maximum(0, np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1)
     inter = inter_w * inter_h
@@ -150,4 +192,31 @@ def iou(a, b) -> torch.Tensor:
     ``IoU = |A ∩ B| / |A ∪ B|`` with inclusive pixel areas ``(x1 - x0 + 1)(y1 - y0 + 1)``; e.g.
     ``[1, 2, 5, 6]`` vs ``[3, 1, 4, 5]`` is 8/27.  Empty boxes (``x1 < x0``) have area 0 and IoU 0.
     """
-    return torch.from_numpy(iou_numpy(as_box_array(a, "a"), as_box_array(b, "b")))
+    table = box_iou(box_array(a, "a")[:, None], box_array(b, "b")[None])
+    return _like(table, a if isinstance(a, torch.Tensor) else b)
+
+
+def best_iou(boxes, gt_boxes: Sequence, image=None) -> np.ndarray:
+    """Best IoU of each box with its image's ground truth, float64 (0 where an image has no
+    ground-truth box).
+
+    ``gt_boxes``: one ``(N_i, 4)`` set per image.  ``boxes``: ``(B, ..., 4)``, image ``i``'s boxes at
+    ``boxes[i]`` → ``(B, ...)``; or, with ``image`` ``(R,)``, rows ``(R, 4)`` of images ``image[r]`` → ``(R,)``.
+    """
+    boxes = _numpy(boxes).astype(np.int64, copy=False)
+    gt = [box_array(g, "gt_boxes") for g in gt_boxes]
+    if boxes.shape[-1:] != (4,) or (image is None and boxes.shape[0] != len(gt)):
+        raise InputError(f"boxes {boxes.shape} need a last axis of 4 and one ground-truth set per "
+                         f"image ({len(gt)} given)")
+    most = max((g.shape[0] for g in gt), default=0)
+    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), most, 1))
+    for i, g in enumerate(gt):
+        padded[i, :g.shape[0]] = g
+    if image is None:
+        padded = padded.reshape(len(gt), *(1,) * (boxes.ndim - 2), most, 4)
+    else:
+        padded = padded[np.asarray(image)]
+    best = np.zeros(boxes.shape[:-1])
+    for column in range(most):  # a few ground-truth boxes per image: one vectorised pass each
+        best = np.maximum(best, box_iou(boxes, padded[..., column, :]))
+    return best

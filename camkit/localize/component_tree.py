@@ -110,15 +110,15 @@ def superlevel_components(levels: np.ndarray, num_thresholds: int | None = None,
     death = np.zeros_like(birth)
     death[has_parent] = birth[parent[has_parent]]
     # Pairs (region, ancestor node): the region's part above k belongs to the ancestor alive at k.
-    pair_region, pair_node = [], []
+    region_parts, node_parts = [], []
     region_ids, node = np.arange(n_regions), np.arange(n_regions)
     while node.size:
-        pair_region.append(region_ids)
-        pair_node.append(node)
+        region_parts.append(region_ids)
+        node_parts.append(node)
         node = parent[node]
         region_ids, node = region_ids[node >= 0], node[node >= 0]
-    pair_region = np.concatenate(pair_region)
-    pair_node = np.concatenate(pair_node)
+    pair_region = np.concatenate(region_parts)
+    pair_node = np.concatenate(node_parts)
     if interior_only:
         # A node touches the border at k when one of its regions has a border pixel above k.
         border = _border_pixels(batch, height, width)
@@ -192,7 +192,7 @@ def _merge_tree(a: np.ndarray, b: np.ndarray, passes: np.ndarray, n_regions: int
         return i
 
     merge_children = np.empty((n_merges, 2), np.int64)
-    for m, (i, j) in enumerate(zip(a.tolist(), b.tolist())):
+    for m, (i, j) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
         ri, rj = find(i), find(j)  # a spanning tree never joins a component to itself
         merge_children[m] = owner[ri], owner[rj]
         union[rj] = ri

@@ -6,6 +6,11 @@ histograms); ``update`` adds a batch, ``merge`` adds another metric's counts, ``
 flat int64 tensor for ``torch.distributed.all_reduce(..., op=SUM)``.  Ratios are only formed in
 ``result()``.
 
+Shapes follow ``camkit.explain``: ``LocalizationAccuracy`` takes the ``(B, K, 4)`` boxes of the
+``K`` explained classes (``explanation.boxes()``, best class first); ``BoxAccuracy`` and ``PxAP``
+score **one map per image, the true class's**: ``(B, 1, H, W)`` as ``explain(model, images,
+targets=labels).maps`` returns it (``(B, H, W)`` is accepted too); ``K > 1`` is an error.
+
 Protocols for box metrics (``BoxAccuracy``):
 
 * ``"camkit"``: float maps, a pixel is foreground at τ when ``m > τ · max m`` (after min-max
@@ -21,14 +26,15 @@ Protocols for box metrics (``BoxAccuracy``):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from camkit.errors import CamkitError, InputError
-from camkit.localize.boxes import EMPTY_BOX, as_box_array, iou_numpy
+from camkit.localize.boxes import EMPTY_BOX, best_iou, box_array
 from camkit.localize.component_tree import superlevel_components
+from camkit.localize.counts import Counts
 from camkit.maps import resize_maps
 
 __all__ = ["LocalizationAccuracy", "BoxAccuracy", "PxAP", "prepare_maps", "default_thresholds"]
@@ -43,30 +49,42 @@ def default_thresholds(step: float = 0.01) -> np.ndarray:
     return np.arange(0, 1, step)
 
 
+def _numpy(value) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 def _check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     return protocol
 
 
-def _as_map_batch(maps) -> torch.Tensor:
+def _as_map_batch(maps, name: str = "maps") -> torch.Tensor:
+    """One map per image as ``(B, H, W)`` float64 on the CPU, from ``(B, 1, H, W)`` (what
+    ``camkit.explain(..., targets=labels)`` returns), ``(B, H, W)`` or ``(H, W)``."""
     if isinstance(maps, np.ndarray):
         maps = torch.from_numpy(maps)
     if not isinstance(maps, torch.Tensor):
         maps = torch.as_tensor(np.asarray(maps))
     if maps.dim() == 2:
         maps = maps[None]
-    if maps.dim() == 4 and maps.shape[1] == 1:
+    if maps.dim() == 4 and maps.shape[1] != 1:
+        raise InputError(
+            f"{name} hold K = {maps.shape[1]} maps per image {tuple(maps.shape)}; these metrics score one "
+            "map per image, the true class's: explain(model, images, targets=labels) gives (B, 1, H, W), "
+            "or pick one map per image from top-k maps")
+    if maps.dim() == 4:
         maps = maps[:, 0]
     if maps.dim() != 3:
-        raise InputError(f"maps must be (B, H, W) (or (H, W), (B, 1, H, W)), got {tuple(maps.shape)}")
+        raise InputError(f"{name} must be (B, 1, H, W), (B, H, W) or (H, W), got {tuple(maps.shape)}")
     if maps.is_complex() or maps.dtype == torch.bool:
-        raise InputError(f"maps must be real numbers, got {maps.dtype}")
+        raise InputError(f"{name} must be real numbers, got {maps.dtype}")
     return maps.detach().cpu().to(torch.float64)
 
 
 def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
-    """Maps ``(B, H, W)`` as the protocol scores them: resized (bicubic, ``resize`` = (H, W); the
+    """Maps ``(B, 1, H, W)`` or ``(B, H, W)`` as the protocol scores them, ``(B, H, W)``: resized
+    (bicubic, ``resize`` = (H, W); the
     wsolevaluation protocol defaults to 224²) then min-max normalised per map, float64 numpy.
 
     NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros.
@@ -107,88 +125,14 @@ def _box_lists(gt_boxes, batch: int) -> list[np.ndarray]:
         gt_boxes = list(array)
     if len(gt_boxes) != batch:
         raise InputError(f"got {len(gt_boxes)} ground-truth box lists for {batch} maps")
-    lists = [as_box_array(b, "gt_boxes") for b in gt_boxes]
+    lists = [box_array(b, "gt_boxes") for b in gt_boxes]
     for i, b in enumerate(lists):
         if b.shape[0] == 0:
             raise InputError(f"image {i} has no ground-truth box")
     return lists
 
 
-def _best_iou_per_row(boxes: np.ndarray, image: np.ndarray, gt: list[np.ndarray]) -> np.ndarray:
-    """``max_g IoU(boxes[r], gt[image[r]][g])`` for every row ``r``."""
-    most = max(g.shape[0] for g in gt)
-    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), most, 1))
-    for i, g in enumerate(gt):
-        padded[i, :g.shape[0]] = g
-    if boxes.shape[0] == 0:
-        return np.zeros(0)
-    best = np.zeros(boxes.shape[0])
-    for g in range(most):
-        best = np.maximum(best, _rowwise_iou(boxes, padded[image, g]))
-    return best
-
-
-def _rowwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter_w = np.maximum(0, np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1)
-    inter_h = np.maximum(0, np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1)
-    inter = inter_w * inter_h
-    area_a = np.maximum(0, a[:, 2] - a[:, 0] + 1) * np.maximum(0, a[:, 3] - a[:, 1] + 1)
-    area_b = np.maximum(0, b[:, 2] - b[:, 0] + 1) * np.maximum(0, b[:, 3] - b[:, 1] + 1)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-
-
-class _Counts:
-    """Shared plumbing: named integer count arrays that add up."""
-
-    _fields: tuple[str, ...] = ()
-
-    def state_dict(self) -> dict:
-        return {name: np.array(getattr(self, name), copy=True) for name in self._fields}
-
-    def load_state_dict(self, state: dict) -> None:
-        for name in self._fields:
-            current = np.asarray(getattr(self, name))
-            value = np.asarray(state[name], dtype=np.int64)
-            if value.shape != current.shape:
-                raise InputError(f"state {name!r} has shape {value.shape}, expected {current.shape}")
-            setattr(self, name, value.copy() if value.ndim else np.int64(value))
-
-    def counts(self) -> torch.Tensor:
-        """All counts as one flat int64 tensor (sum it across processes, then ``load_counts``)."""
-        return torch.from_numpy(np.concatenate(
-            [np.asarray(getattr(self, n), np.int64).ravel() for n in self._fields]))
-
-    def load_counts(self, flat) -> None:
-        flat = np.asarray(flat.cpu() if isinstance(flat, torch.Tensor) else flat, np.int64).ravel()
-        shapes = [np.asarray(getattr(self, name)).shape for name in self._fields]
-        expected = sum(int(np.prod(shape)) for shape in shapes)
-        if flat.size != expected:
-            raise InputError(f"expected {expected} counts, got {flat.size}")
-        state, offset = {}, 0
-        for name, shape in zip(self._fields, shapes):
-            size = int(np.prod(shape))
-            state[name] = flat[offset:offset + size].reshape(shape)
-            offset += size
-        self.load_state_dict(state)
-
-    def merge(self, other):
-        """Add ``other``'s counts (same configuration) into this metric; returns ``self``."""
-        if type(other) is not type(self) or self._config() != other._config():
-            raise InputError("can only merge metrics of the same type and configuration")
-        for name in self._fields:
-            setattr(self, name, np.asarray(getattr(self, name)) + np.asarray(getattr(other, name)))
-        return self
-
-    def reset(self) -> None:
-        for name in self._fields:
-            setattr(self, name, np.zeros_like(np.asarray(getattr(self, name))))
-
-    def _config(self) -> tuple:
-        return ()
-
-
-class LocalizationAccuracy(_Counts):
+class LocalizationAccuracy(Counts):
     """Top-1 Loc, Top-5 Loc and GT-known Loc at a fixed map threshold (CAM / Grad-CAM papers).
 
     An image is localized by a box when its IoU with any ground-truth box is ``>= iou_threshold``.
@@ -203,43 +147,57 @@ class LocalizationAccuracy(_Counts):
     def __init__(self, iou_threshold: float = 0.5, top_k: int = 5):
         self.iou_threshold = float(iou_threshold)
         self.top_k = int(top_k)
-        for name in self._fields:
-            setattr(self, name, np.int64(0))
+        self.num_images = self.top1_correct = self.topk_correct = np.int64(0)
+        self.gt_known_images = self.gt_known_correct = np.int64(0)
 
     def _config(self) -> tuple:
         return (self.iou_threshold, self.top_k)
 
     def update(self, boxes, classes, labels, gt_boxes, gt_known_boxes=None) -> None:
-        """``boxes`` ``(B, K, 4)``: box of each explained class (``camkit.localize.boxes(e.maps)``);
-        ``classes`` ``(B, K)``: those classes, best first; ``labels`` ``(B,)``; ``gt_boxes``: one
-        ``(N_i, 4)`` per image; ``gt_known_boxes`` ``(B, 4)``: optional, box from the true class."""
-        boxes = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, np.int64)
-        classes = np.asarray(classes.cpu() if isinstance(classes, torch.Tensor) else classes)
-        labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+        """Add a batch.  ``boxes`` ``(B, K, 4)``: box of each explained class, best first
+        (``explanation.boxes()``); ``classes`` ``(B, K)``: those classes; ``labels`` ``(B,)``;
+        ``gt_boxes``: one ``(N_i, 4)`` set per image; ``gt_known_boxes`` (optional) ``(B, 1, 4)``
+        or ``(B, 4)``: the box of the true class's map (``explain(..., targets=labels).boxes()``)."""
+        labels, boxes = _numpy(labels).reshape(-1), _numpy(boxes)
         if boxes.ndim == 2:
             boxes = boxes[:, None]
+        if boxes.ndim != 3 or boxes.shape[2] != 4:
+            raise InputError(f"boxes must be (B, K, 4), got {boxes.shape}")
+        boxes = box_array(boxes.reshape(-1, 4), "boxes").reshape(boxes.shape)
+        gt = _box_lists(gt_boxes, len(labels))
+        known = None
+        if gt_known_boxes is not None:
+            known = box_array(_numpy(gt_known_boxes).reshape(-1, 4), "gt_known_boxes")
+            if known.shape[0] != len(labels):
+                raise InputError(f"gt_known_boxes has {known.shape[0]} boxes for {len(labels)} images: "
+                                 "give one box per image, (B, 4) or (B, 1, 4)")
+            known = best_iou(known, gt)
+        self.update_ious(best_iou(boxes, gt), classes, labels, known)
+
+    def update_ious(self, ious, classes, labels, gt_known_ious=None) -> None:
+        """Add a batch from IoUs already computed (:func:`camkit.localize.best_iou`):
+        ``ious`` ``(B, K)``, the best IoU of each explained class's box with the image's
+        ground truth; ``classes`` ``(B, K)``; ``labels`` ``(B,)``; ``gt_known_ious`` ``(B,)``."""
+        ious, classes = np.asarray(ious, np.float64), _numpy(classes)
+        labels = _numpy(labels).reshape(-1)
+        if ious.ndim == 1:
+            ious = ious[:, None]
         if classes.ndim == 1:
             classes = classes[:, None]
-        batch = labels.shape[0]
-        if boxes.shape[:2] != classes.shape or boxes.shape[0] != batch or boxes.shape[2] != 4:
-            raise InputError(f"boxes {boxes.shape}, classes {classes.shape} and labels "
+        if ious.shape != classes.shape or ious.shape[0] != labels.shape[0]:
+            raise InputError(f"boxes {ious.shape + (4,)}, classes {classes.shape} and labels "
                              f"{labels.shape} disagree: expected (B, K, 4), (B, K), (B,)")
-        gt = _box_lists(gt_boxes, batch)
         k = min(self.top_k, classes.shape[1])
-        for i in range(batch):
-            hit = (iou_numpy(boxes[i, :k], gt[i]).max(axis=1) >= self.iou_threshold) \
-                & (classes[i, :k] == labels[i])
-            self.top1_correct += int(hit[0])
-            self.topk_correct += int(hit.any())
-        self.num_images += batch
-        if gt_known_boxes is not None:
-            known = as_box_array(gt_known_boxes, "gt_known_boxes")
-            if known.shape[0] != batch:
-                raise InputError(f"gt_known_boxes has {known.shape[0]} boxes for {batch} images")
-            for i in range(batch):
-                self.gt_known_correct += int(iou_numpy(known[i:i + 1], gt[i]).max()
-                                             >= self.iou_threshold)
-            self.gt_known_images += batch
+        hit = (ious[:, :k] >= self.iou_threshold) & (classes[:, :k] == labels[:, None])
+        self.top1_correct += int(hit[:, 0].sum()) if k else 0
+        self.topk_correct += int(hit.any(axis=1).sum())
+        self.num_images += labels.shape[0]
+        if gt_known_ious is not None:
+            known = np.asarray(gt_known_ious, np.float64).reshape(-1)
+            if known.shape[0] != labels.shape[0]:
+                raise InputError(f"{known.shape[0]} GT-known IoUs for {labels.shape[0]} images")
+            self.gt_known_correct += int((known >= self.iou_threshold).sum())
+            self.gt_known_images += labels.shape[0]
 
     def result(self) -> dict:
         """Percentages ``top1_loc``, ``top5_loc`` (top-k), ``gt_known_loc`` (NaN without GT-known
@@ -255,7 +213,7 @@ class LocalizationAccuracy(_Counts):
                 "gt_known_loc_error": 100.0 - known, "num_images": int(self.num_images)}
 
 
-class BoxAccuracy(_Counts):
+class BoxAccuracy(Counts):
     """BoxAcc(τ, δ) over a threshold grid, MaxBoxAcc and MaxBoxAccV2 (Choe et al., CVPR 2020).
 
     BoxAcc(τ, δ) = share of images whose best box at τ has IoU ≥ δ with some GT box.
@@ -304,8 +262,9 @@ class BoxAccuracy(_Counts):
                 self.all_components, self.connectivity)
 
     def update(self, maps, gt_boxes) -> None:
-        """Add a batch: ``maps`` ``(B, H, W)`` (raw or in [0, 1]; resized and min-max normalised
-        here), ``gt_boxes`` one ``(N_i, 4)`` box set per image."""
+        """Add a batch: ``maps`` ``(B, 1, H, W)`` (one map per image, the true class's, as
+        ``explain(..., targets=labels).maps``) or ``(B, H, W)``, raw or in [0, 1] (resized and
+        min-max normalised here); ``gt_boxes`` one ``(N_i, 4)`` box set per image."""
         prepared = prepare_maps(maps, self.protocol, self.resize)
         gt = _box_lists(gt_boxes, prepared.shape[0])
         for start in range(0, prepared.shape[0], self.chunk_size):
@@ -322,11 +281,10 @@ class BoxAccuracy(_Counts):
         wsol = self.protocol == "wsolevaluation"
         order_key = None
         if wsol:
-            scaled = prepared * 255
-            levels = scaled.astype(np.uint8)
-            # Orders pixels inside a level by their value: floor(255 m 2^24) >> 24 = q exactly.
-            scaled *= float(1 << 24)
-            order_key = scaled.astype(np.uint32)
+            # floor(255 m 2^24) orders pixels inside a level by their value, and its top byte is
+            # the reference's q = uint8(255 m) exactly (scaling by 2^24 rounds like 255 m does).
+            order_key = np.multiply(prepared, float(255 << 24)).astype(np.uint32)
+            levels = (order_key >> 24).astype(np.uint8)
             top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
             columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
             num_thresholds = 256
@@ -339,10 +297,10 @@ class BoxAccuracy(_Counts):
         boxes = table.boxes
         if wsol:
             boxes = _reference_far_corner(boxes, height, width)
-        row_iou = _best_iou_per_row(boxes, table.image, gt)
+        row_iou = best_iou(boxes, gt, image=table.image)
 
         empty_box = np.array(_REFERENCE_EMPTY_BOX if wsol else EMPTY_BOX, np.int64)
-        empty_iou = _best_iou_per_row(np.tile(empty_box, (batch, 1)), np.arange(batch), gt)
+        empty_iou = best_iou(np.tile(empty_box, (batch, 1)), gt)
         cells = table.image * num_thresholds + table.threshold
         best = np.full(batch * num_thresholds, -1.0)
         np.maximum.at(best, cells, row_iou)
@@ -371,7 +329,7 @@ class BoxAccuracy(_Counts):
         inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < width - 1) & (b[:, 3] < height - 1)
         border = b[inside] + np.array([-1, -1, 1, 1])
         border = _reference_far_corner(border, height, width)
-        row_iou = _best_iou_per_row(border, table.image[inside], gt)
+        row_iou = best_iou(border, gt, image=table.image[inside])
         k = 254 - table.threshold[inside]
         best = np.full(batch * num_thresholds, -1.0)
         np.maximum.at(best, table.image[inside] * num_thresholds + k, row_iou)
@@ -391,12 +349,12 @@ class BoxAccuracy(_Counts):
         return {
             "max_box_acc": float(largest[half].max()),
             "max_box_acc_v2": float(np.mean([curves[r].max() for r in rows])),
-            "max_box_acc_per_iou": {d: float(curves[r].max()) for d, r in zip(self.iou_thresholds, rows)},
-            "box_acc": {d: curves[r].copy() for d, r in zip(self.iou_thresholds, rows)},
+            "max_box_acc_per_iou": {d: float(curves[r].max()) for d, r in zip(self.iou_thresholds, rows, strict=True)},
+            "box_acc": {d: curves[r].copy() for d, r in zip(self.iou_thresholds, rows, strict=True)},
             "box_acc_largest": largest[rows], "box_acc_all": every[rows],
             "best_threshold": float(self.thresholds[int(np.argmax(largest[half]))]),
             "best_thresholds_v2": {d: float(self.thresholds[int(np.argmax(curves[r]))])
-                                   for d, r in zip(self.iou_thresholds, rows)},
+                                   for d, r in zip(self.iou_thresholds, rows, strict=True)},
             "thresholds": self.thresholds.copy(), "iou_thresholds": self.iou_thresholds,
             "num_images": int(self.num_images),
         }
@@ -410,7 +368,7 @@ def _reference_far_corner(boxes: np.ndarray, height: int, width: int) -> np.ndar
     return out
 
 
-class PxAP(_Counts):
+class PxAP(Counts):
     """Pixel average precision of maps against GT masks (Choe et al., CVPR 2020).
 
     Scores of GT-foreground and GT-background pixels (ignored pixels left out) are counted in
@@ -440,7 +398,8 @@ class PxAP(_Counts):
         return (self.protocol, tuple(self.thresholds.tolist()))
 
     def update(self, maps, gt_masks, ignore_masks=None) -> None:
-        """``maps`` ``(B, H, W)``; ``gt_masks`` ``(B, H', W')`` (foreground where > 0.5);
+        """``maps`` ``(B, 1, H, W)`` (the true class's map of each image) or ``(B, H, W)``;
+        ``gt_masks`` ``(B, H', W')`` or ``(B, 1, H', W')`` (foreground where > 0.5);
         ``ignore_masks`` same shape or None (ignored where > 0.5 and not foreground).  Masks are
         resized to the scored map size with nearest neighbour."""
         prepared = prepare_maps(maps, self.protocol, self.resize)
@@ -460,7 +419,7 @@ class PxAP(_Counts):
     def _mask(masks, batch, size, name) -> np.ndarray:
         if isinstance(masks, np.ndarray):
             masks = torch.from_numpy(masks)
-        masks = _as_map_batch(torch.as_tensor(masks).to(torch.float64))
+        masks = _as_map_batch(torch.as_tensor(masks).to(torch.float64), name)
         if masks.shape[0] != batch:
             raise InputError(f"{name} has {masks.shape[0]} masks for {batch} maps")
         if tuple(masks.shape[-2:]) != tuple(size):

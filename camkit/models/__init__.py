@@ -2,8 +2,9 @@
 and the checkpoints shipped with camkit (``pretrained("nin-shapes")``)."""
 from camkit.models.coarse import CoarseNet
 from camkit.models.heads import CamNet, gap_head
-from camkit.models.nin import NiN, GlobalPool, Normalize
+from camkit.models.nin import GlobalPool, NiN
+from camkit.models.standardize import IMAGENET_MEAN, IMAGENET_STD, Standardize, Standardized
 from camkit.models.zoo import WeightsError, available, get, load, pretrained, save
 
-__all__ = ["NiN", "CoarseNet", "GlobalPool", "Normalize", "CamNet", "gap_head", "get", "pretrained", "load", "save",
-           "available", "WeightsError"]
+__all__ = ["NiN", "CoarseNet", "GlobalPool", "Standardize", "Standardized", "IMAGENET_MEAN", "IMAGENET_STD",
+           "CamNet", "gap_head", "get", "pretrained", "load", "save", "available", "WeightsError"]

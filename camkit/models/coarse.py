@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from camkit.errors import InputError
-from camkit.models.nin import GlobalPool, Normalize
+from camkit.models.nin import GlobalPool
+from camkit.models.standardize import Standardize
 
 __all__ = ["CoarseNet"]
 
@@ -42,7 +43,7 @@ class CoarseNet(nn.Module):
     defaults are the shipped ``coarsenet-shapes``, whose receptive field is 48 px).
     ``pool``: ``"avg"`` (GAP, the CAM network) or ``"max"`` (GMP).
 
-    Modules: ``normalize`` → ``features`` (``stem``, ``block1``, ``pool1``, …, ``block{n}``) →
+    Modules: ``standardize`` (``(x - mean) / std``) → ``features`` (``stem``, ``block1``, ``pool1``, …, ``block{n}``) →
     ``pool`` → ``dropout`` → ``fc``.  The CAM layer is ``features``.
     """
 
@@ -64,7 +65,7 @@ class CoarseNet(nn.Module):
             num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes), patch=int(patch),
             stem_width=int(stem_width), pool=pool, dropout=float(dropout), mean=[float(m) for m in mean],
             std=[float(s) for s in std])
-        self.normalize = Normalize(mean, std)
+        self.standardize = Standardize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         layers["stem"] = _conv_bn_relu(len(mean), stem_width, patch, stride=patch)
         in_channels = stem_width
@@ -93,8 +94,8 @@ class CoarseNet(nn.Module):
         """``(B, 3, H, W) → (B, num_classes, H/s, W/s)``: the CAMs ``Σ_k W_ck A_k``, unnormalised, no bias."""
         if images.dim() != 4:
             raise InputError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-        return torch.einsum("bkhw,ck->bchw", self.features(self.normalize(images)), self.fc.weight)
+        return torch.einsum("bkhw,ck->bchw", self.features(self.standardize(images)), self.fc.weight)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) → (B, num_classes)`` logits."""
-        return self.fc(self.dropout(self.pool(self.features(self.normalize(images)))))
+        return self.fc(self.dropout(self.pool(self.features(self.standardize(images)))))

@@ -17,19 +17,19 @@ from torch import nn
 
 from camkit.errors import InputError
 from camkit.models.nin import GlobalPool
+from camkit.models.standardize import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["CamNet", "gap_head", "trunk"]
 
 
 class _GoogLeNetInput(nn.Module):
-    """torchvision GoogLeNet's ``transform_input``: ImageNet-normalised input -> the (x-0.5)/0.5 scale
-    its original weights expect."""
+    """torchvision GoogLeNet's ``transform_input``: ImageNet-standardised input -> the (x-0.5)/0.5
+    scale its original weights expect, ``x_c · (std_c / 0.5) + (mean_c - 0.5) / 0.5``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5
-        x1 = x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5
-        x2 = x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5
-        return torch.cat((x0, x1, x2), 1)
+        """``(B, 3, H, W) -> (B, 3, H, W)``."""
+        return torch.cat([x[:, c:c + 1] * (std / 0.5) + (mean - 0.5) / 0.5
+                          for c, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD, strict=True))], 1)
 
 
 class CamNet(nn.Module):
@@ -49,6 +49,7 @@ class CamNet(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
         return self.fc(self.pool(self.conv(self.features(images))))
 
 

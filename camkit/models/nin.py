@@ -11,26 +11,16 @@ so the CAM of class ``c`` *is* channel ``c`` of the last block, ``model.features
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from camkit.errors import InputError
+from camkit.models.standardize import Standardize
 
-__all__ = ["NiN", "Normalize", "GlobalPool", "mlpconv"]
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, so the model takes images in [0, 1] as they are."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+__all__ = ["NiN", "GlobalPool", "mlpconv"]
 
 
 class GlobalPool(nn.Module):
@@ -43,9 +33,11 @@ class GlobalPool(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, h, w) -> (B, C)``."""
         return x.mean(dim=(2, 3)) if self.mode == "avg" else x.amax(dim=(2, 3))
 
     def extra_repr(self) -> str:
+        """The pooling mode, shown in the module's repr."""
         return f"mode={self.mode!r}"
 
 
@@ -78,7 +70,7 @@ class NiN(nn.Module):
     (GAP, the CAM network) or ``"max"`` (GMP, its comparison).  ``class_relu`` ends the last block
     with a ReLU (the original NiN), so the maps are non-negative.
 
-    Modules: ``normalize`` → ``features`` (``block1``, ``pool1``, ``drop1``, …, ``block{n}``) →
+    Modules: ``standardize`` (``(x - mean) / std``) → ``features`` (``block1``, ``pool1``, ``drop1``, …, ``block{n}``) →
     ``pool``.  ``forward`` returns logits ``(B, num_classes)`` = ``pool(features(x))``.
     """
 
@@ -94,14 +86,14 @@ class NiN(nn.Module):
             raise InputError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
         if not 0 <= downsample < len(widths):
             raise InputError(f"downsample must be in [0, {len(widths) - 1}] for {len(widths)} blocks, got {downsample}")
-        self.config = dict(num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes),
-                           downsample=int(downsample), pool=pool, dropout=float(dropout),
-                           batch_norm=bool(batch_norm), class_relu=bool(class_relu),
-                           mean=[float(m) for m in mean], std=[float(s) for s in std])
-        self.normalize = Normalize(mean, std)
+        self.config: dict[str, Any] = dict(
+            num_classes=int(num_classes), widths=list(widths), kernel_sizes=list(kernel_sizes),
+            downsample=int(downsample), pool=pool, dropout=float(dropout), batch_norm=bool(batch_norm),
+            class_relu=bool(class_relu), mean=[float(m) for m in mean], std=[float(s) for s in std])
+        self.standardize = Standardize(mean, std)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_channels = len(mean)
-        for i, (width, k) in enumerate(zip(widths, kernel_sizes), start=1):
+        for i, (width, k) in enumerate(zip(widths, kernel_sizes, strict=True), start=1):
             last = i == len(widths)
             out = num_classes if last else width
             layers[f"block{i}"] = mlpconv(in_channels, width, out, k, batch_norm=batch_norm,
@@ -117,13 +109,15 @@ class NiN(nn.Module):
 
     @property
     def num_classes(self) -> int:
+        """Number of classes (channels of the last block)."""
         return self.config["num_classes"]
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W) -> (B, num_classes, H / 2**downsample, W / 2**downsample)``: the CAMs, unnormalised."""
         if images.dim() != 4:
             raise InputError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-        return self.features(self.normalize(images))
+        return self.features(self.standardize(images))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)`` = ``pool(class_maps(images))``."""
         return self.pool(self.class_maps(images))

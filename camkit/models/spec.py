@@ -32,7 +32,8 @@ def load_model(spec: str, weights: str | None = None) -> tuple[nn.Module, list[s
         model = models.zoo._torchvision(name, weights, 1000)
         names = None
         if weights is not None:
-            names = list(torchvision.models.get_model_weights(name).verify(weights).meta.get("categories") or []) or None
+            meta = torchvision.models.get_model_weights(name).verify(weights).meta
+            names = list(meta.get("categories") or []) or None
         return model.eval(), names
     path = Path(spec)
     if path.suffix in (".pt", ".pth", ".ckpt") or path.exists():

@@ -1,8 +1,8 @@
 """Model factory over torchvision, camkit's own model files, and the shipped checkpoints.
 
-    >>> import camkit
-    >>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
-    >>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
+>>> import camkit
+>>> model = camkit.models.pretrained("nin-shapes")      # eval mode, model.class_names
+>>> vgg = camkit.models.get("vgg16-gap", num_classes=12)  # CAM-ready, random weights
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from camkit.errors import CamkitError, InputError
+from camkit.io import save_torch
 from camkit.models.coarse import CoarseNet
 from camkit.models.heads import gap_head
 from camkit.models.nin import NiN
@@ -50,7 +51,8 @@ def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
             weights = torchvision.models.get_model_weights(name)[weights] if isinstance(weights, str) else weights
         except KeyError:
             known = [w.name for w in torchvision.models.get_model_weights(name)]
-            raise InputError(f"unknown weights {weights!r} for {name!r}; torchvision has {known + ['DEFAULT']}") from None
+            raise InputError(f"unknown weights {weights!r} for {name!r}; "
+                             f"torchvision has {known + ['DEFAULT']}") from None
     try:
         model = torchvision.models.get_model(name, weights=weights, **kwargs)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a corrupt download a RuntimeError
@@ -67,10 +69,17 @@ def _torchvision(name: str, weights, num_classes: int) -> nn.Module:
 
 
 def _replace_classifier(model: nn.Module, name: str, num_classes: int) -> None:
+    """A new ``num_classes``-way last Linear layer (VGG: ``classifier[-1]``, others: ``fc``)."""
     if name.startswith("vgg"):
-        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+        classifier = model.get_submodule("classifier")
+        assert isinstance(classifier, nn.Sequential)
+        last = classifier[-1]
+        assert isinstance(last, nn.Linear)
+        classifier[-1] = nn.Linear(last.in_features, num_classes)
     else:
-        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        fc = model.get_submodule("fc")
+        assert isinstance(fc, nn.Linear)
+        model.fc = nn.Linear(fc.in_features, num_classes)
 
 
 def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module:
@@ -102,8 +111,6 @@ def get(name: str, num_classes: int = 1000, weights=None, **kwargs) -> nn.Module
 
 def save(model: nn.Module, path, meta: dict | None = None) -> None:
     """Save a ``NiN`` or ``CoarseNet`` with its config and ``class_names`` for :func:`load` (atomic write)."""
-    from camkit.train import save_checkpoint
-
     arch = next((name for name, cls in ARCHITECTURES.items() if type(model) is cls), None)
     if arch is None:
         raise InputError(f"save() stores {[c.__name__ for c in ARCHITECTURES.values()]} models; got "
@@ -111,7 +118,7 @@ def save(model: nn.Module, path, meta: dict | None = None) -> None:
     state = {"format": MODEL_FORMAT, "arch": arch, "config": dict(model.config),
              "class_names": list(model.class_names or []), "meta": dict(meta or {}),
              "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-    save_checkpoint(path, state)
+    save_torch(path, state)
 
 
 def load(path) -> nn.Module:
@@ -126,10 +133,16 @@ def load(path) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise WeightsError(f"{path} holds an unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[arch](**state["config"])
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict(_renamed_keys(state["state_dict"]))
     model.class_names = list(state["class_names"]) or None
     model.meta = state.get("meta", {})
     return model.eval()
+
+
+def _renamed_keys(state_dict: dict) -> dict:
+    """Files saved before the input module was named ``standardize`` call it ``normalize``."""
+    return {("standardize." + key[len("normalize."):] if key.startswith("normalize.") else key): value
+            for key, value in state_dict.items()}
 
 
 def pretrained(name: str = "nin-shapes") -> nn.Module:

@@ -1,7 +1,10 @@
 """Faithfulness metrics: does the model's score follow the pixels a map points at?
 
-Every function takes ``model``, ``images`` (B, C, H, W), ``maps`` (B, H, W) (a map of another size
-is resized bilinearly; (B, 1, H, W) is accepted) and ``classes`` (B,), runs the model in eval
+Every function takes ``model``, ``images`` (B, C, H, W), one map per image ``maps`` (B, 1, H, W) as
+``camkit.explain`` returns it for one class per image (``top_k=1`` or ``targets=...``; (B, H, W)
+is accepted, a map of another size is resized bilinearly) and the class each map explains,
+``classes`` (B, 1) or (B,) (the explanation's ``classes``); K > 1 maps per image is an error:
+pick one with ``maps[:, k:k+1]``, ``classes[:, k]``.  It runs the model in eval
 mode without gradients on batches of at most ``batch_size`` perturbed images, and restores the
 model's modes.  ``score="prob"`` (default) scores the softmax probability of the class,
 ``"logit"`` the raw logit.  Random choices (ties in a map's ranking, ROAD's noise) come from a
@@ -13,12 +16,12 @@ generator seeded with ``seed``: results are deterministic.
 * :func:`road`: remove-and-debias with noisy linear imputation (Rong et al., ICML 2022).
 
 >>> e = camkit.explain(model, images, method="gradcam")                       # doctest: +SKIP
->>> camkit.metrics.deletion(model, images, e.maps[:, 0], e.classes[:, 0]).auc  # (B,), lower is better
+>>> camkit.faithfulness.deletion(model, images, e.maps, e.classes).auc  # (B,), lower is better
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse
@@ -49,10 +52,12 @@ class Curve:
 
     @property
     def auc(self) -> torch.Tensor:
+        """(B,) trapezoidal area under ``scores`` over ``fractions``."""
         return torch.trapezoid(self.scores, self.fractions.to(self.scores), dim=-1)
 
     @property
     def mean(self) -> torch.Tensor:
+        """(B,) mean score over the points (ROAD's summary)."""
         return self.scores.mean(-1)
 
 
@@ -64,12 +69,17 @@ def _check(images, maps, classes) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise InputError(f"images must be a floating (B, C, H, W) tensor, got {shape}")
     if not isinstance(maps, torch.Tensor):
-        raise InputError(f"maps must be a (B, H, W) tensor, got {type(maps).__name__}")
-    if maps.dim() == 4 and maps.shape[1] == 1:
+        raise InputError(f"maps must be a (B, 1, H, W) or (B, H, W) tensor, got {type(maps).__name__}")
+    if maps.dim() == 4 and maps.shape[1] != 1:
+        raise InputError(f"maps hold K = {maps.shape[1]} maps per image {tuple(maps.shape)}; faithfulness "
+                         "metrics score one map per image: explain one class per image (top_k=1 or "
+                         "targets=...) or pass maps[:, k:k+1] with classes[:, k]")
+    if maps.dim() == 4:
         maps = maps[:, 0]
     if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
-        raise InputError(f"maps must be (B, H, W) with B = {images.shape[0]}, got {tuple(maps.shape)}")
-    maps = resize_maps(maps.float().to(images.device), images.shape[-2:])
+        raise InputError(f"maps must be (B, 1, H, W) or (B, H, W) with B = {images.shape[0]}, "
+                         f"got {tuple(maps.shape)}")
+    maps = resize_maps(maps.float().to(images.device), (images.shape[-2], images.shape[-1]))
     if not bool(torch.isfinite(maps).all()):
         raise InputError("maps contain NaN or Inf values")
     classes = torch.as_tensor(classes, device=images.device)
@@ -80,7 +90,8 @@ def _check(images, maps, classes) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return images, maps, classes.long()
 
 
-def _scorer(model: nn.Module, score: str, output: Callable | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def _scorer(model: nn.Module, score: str,
+            output: Callable | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if score not in ("prob", "logit"):
         raise InputError(f"score must be 'prob' or 'logit', got {score!r}")
 
@@ -125,7 +136,8 @@ def blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> tor
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
     c = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect" if min(images.shape[-2:]) > radius else "replicate")
+    mode = "reflect" if min(images.shape[-2:]) > radius else "replicate"
+    padded = F.pad(images, (radius, radius, radius, radius), mode=mode)
     out = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
     return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
@@ -139,7 +151,8 @@ def _substrate(images: torch.Tensor, baseline) -> torch.Tensor:
         try:
             return torch.broadcast_to(baseline.to(images), images.shape)
         except RuntimeError:
-            raise InputError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to {tuple(images.shape)}") from None
+            raise InputError(f"baseline of shape {tuple(baseline.shape)} does not broadcast to "
+                             f"{tuple(images.shape)}") from None
     return torch.full_like(images, float(baseline))
 
 
@@ -162,7 +175,7 @@ def _path_curve(model, images, maps, classes, steps, start, end, score, batch_si
             moved = (ranks[index] < counts[[s for _, s in chunk]].to(images.device).view(-1, 1, 1, 1))
             batch = torch.where(moved, end[index], start[index])
             values = run(batch, classes[index]).cpu()
-            for (i, s), value in zip(chunk, values):
+            for (i, s), value in zip(chunk, values, strict=True):
                 scores[i, s] = value
     return Curve(fractions.float(), scores)
 
@@ -301,14 +314,15 @@ def impute_linear(images: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
         raise InputError("ROAD imputation needs at least one kept pixel per image (fraction < 1)")
     out = images.detach().clone()
     flat_masks = removed.cpu().numpy().astype(bool)
-    values = images.detach().cpu().double().numpy()
+    pixels = images.detach().cpu().double().numpy()
     for b in range(images.shape[0]):
         if not flat_masks[b].any():
             continue
-        system, rhs = _imputation_system(flat_masks[b], values[b])
+        system, rhs = _imputation_system(flat_masks[b], pixels[b])
         solution = scipy.sparse.linalg.spsolve(system, rhs).reshape(rhs.shape)
         rows, cols = np.nonzero(flat_masks[b])
-        out[b][:, torch.as_tensor(rows), torch.as_tensor(cols)] = torch.as_tensor(solution.T, dtype=images.dtype).to(images.device)
+        filled = torch.as_tensor(solution.T, dtype=images.dtype).to(images.device)
+        out[b][:, torch.as_tensor(rows), torch.as_tensor(cols)] = filled
     return out
 
 
@@ -329,15 +343,15 @@ def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes,
     """
     if order not in ("morf", "lerf"):
         raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
-    fractions = torch.as_tensor(list(fractions), dtype=torch.float64)
-    if fractions.numel() == 0 or bool((fractions < 0).any()) or bool((fractions >= 1).any()):
-        raise InputError(f"ROAD fractions must lie in [0, 1), got {fractions.tolist()}")
+    points = torch.as_tensor(list(fractions), dtype=torch.float64)
+    if points.numel() == 0 or bool((points < 0).any()) or bool((points >= 1).any()):
+        raise InputError(f"ROAD fractions must lie in [0, 1), got {points.tolist()}")
     _check_batch_size(batch_size)
     images, maps, classes = _check(images, maps, classes)
     b, _, h, w = images.shape
     generator = _generator(seed)
     ranks = _ranks(maps, generator, descending=(order == "morf")).view(b, 1, h, w)
-    counts = torch.round(fractions * h * w).long()
+    counts = torch.round(points * h * w).long()
     pairs = [(i, p) for i in range(b) for p in range(len(counts))]
     scores = torch.empty(b, len(counts))
     run = _scorer(model, score, output)
@@ -350,6 +364,6 @@ def road(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, classes,
             jitter = torch.randn(imputed.shape, generator=generator).to(imputed)
             imputed = torch.where(removed, imputed + noise * jitter, imputed)
             values = run(imputed, classes[index]).cpu()
-            for (i, p), value in zip(chunk, values):
+            for (i, p), value in zip(chunk, values, strict=True):
                 scores[i, p] = value
-    return Curve(fractions.float(), scores)
+    return Curve(points.float(), scores)

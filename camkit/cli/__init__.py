@@ -1,0 +1,64 @@
+"""The ``camkit`` command: ``demo``, ``explain``, ``bench`` and ``train``.
+
+Every command is a module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> exit code``; :data:`COMMANDS` lists them.  To add a command, write such a module and
+add it to :data:`COMMANDS`: :func:`main` builds its parser and reports its errors.
+
+User errors (a missing file, an unknown layer, a bad option: :class:`camkit.errors.CamkitError`,
+``FileNotFoundError``) end with one ``camkit COMMAND: error: ...`` line on stderr and exit code 2,
+never a traceback; a run that failed for another reason (:class:`camkit.errors.RunError`) exits
+with 1; an interrupt with 130.  ``camkit COMMAND --help`` documents each command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from camkit.cli import bench, demo, explain, train
+from camkit.errors import CamkitError, RunError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+COMMANDS = (demo, explain, bench, train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``camkit`` parser with one sub-parser per command."""
+    from camkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="camkit", description="Class activation maps and weakly-supervised localization for PyTorch CNNs.")
+    parser.add_argument("--version", action="version", version=f"camkit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = commands.add_parser(command.NAME, help=command.HELP)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run, interrupted=getattr(command, "interrupted", None))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``camkit ARGS`` (``argv`` defaults to the process's arguments); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.command is None:
+        parser.print_help()
+        return 2
+    prog = f"camkit {args.command}"
+    speaks = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one process reports
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        hint = f"; {args.interrupted(args)}" if args.interrupted else ""
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except RunError as error:
+        if speaks:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    except (CamkitError, FileNotFoundError) as error:
+        if speaks:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2

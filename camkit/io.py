@@ -1,0 +1,96 @@
+"""Atomic file writes: a file camkit wrote is either absent or complete.
+
+Every writer puts the bytes in a temporary file beside the target (same folder, so the rename
+never crosses file systems), flushes them to disk, then renames the temporary file over the target
+with ``os.replace``.  A crash or an interrupt leaves the old file (or none), never half a file; on
+error the temporary file is removed.  Parent folders are created.
+
+    >>> from camkit import io
+    >>> io.write_json("out/summary.json", {"images": 3})          # doctest: +SKIP
+    >>> io.save_torch("out/model.pt", {"state_dict": model.state_dict()})  # doctest: +SKIP
+
+Writers that need a path of their own (matplotlib's ``savefig``, PIL's ``Image.save``) use
+:func:`atomic_path`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "to_json", "json_default", "save_torch"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends without error, the file written
+    there replaces ``path``; on error it is removed and ``path`` is left as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name per call (not mkstemp: the file keeps the permissions of any file made here).
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield temporary
+        _sync(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _write(path: str | os.PathLike, write, mode: str, encoding: str | None = None) -> Path:
+    with atomic_path(path) as temporary, open(temporary, mode, encoding=encoding) as handle:
+        write(handle)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    return _write(path, lambda handle: handle.write(data), "wb")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    return _write(path, lambda handle: handle.write(text), "w", encoding="utf-8")
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy scalars and arrays (ints, floats, lists)."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_json(value: Any, indent: int | None = 2, allow_nan: bool = False) -> str:
+    """``value`` as JSON text: NumPy values become numbers and lists; NaN and infinities raise
+    ``ValueError`` unless ``allow_nan`` (they are not JSON)."""
+    return json.dumps(value, indent=indent, allow_nan=allow_nan, default=json_default)
+
+
+def write_json(path: str | os.PathLike, value: Any, indent: int | None = 2, allow_nan: bool = False) -> Path:
+    """Write ``value`` as JSON (:func:`to_json`, then a newline) to ``path`` atomically."""
+    return write_text(path, to_json(value, indent, allow_nan) + "\n")
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (a checkpoint is never left half-written)."""
+    import torch
+
+    def write(handle: IO[bytes]) -> None:
+        torch.save(obj, handle)
+
+    return _write(path, write, "wb")

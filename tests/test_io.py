@@ -1,0 +1,48 @@
+"""camkit.io: a file camkit writes is complete or absent; the old one survives a failed write."""
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from camkit import io
+
+
+def _leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_writers_round_trip_and_leave_no_temporary_file(tmp_path):
+    io.write_text(tmp_path / "a" / "note.txt", "héllo\n")
+    io.write_bytes(tmp_path / "a" / "raw.bin", b"\x00\x01")
+    io.write_json(tmp_path / "a" / "v.json", {"n": np.int64(3), "x": np.float32(0.5), "a": np.arange(3)})
+    io.save_torch(tmp_path / "a" / "state.pt", {"w": torch.arange(4)})
+    assert (tmp_path / "a" / "note.txt").read_text(encoding="utf-8") == "héllo\n"
+    assert (tmp_path / "a" / "raw.bin").read_bytes() == b"\x00\x01"
+    assert json.loads((tmp_path / "a" / "v.json").read_text()) == {"n": 3, "x": 0.5, "a": [0, 1, 2]}
+    assert torch.equal(torch.load(tmp_path / "a" / "state.pt", weights_only=True)["w"], torch.arange(4))
+    assert _leftovers(tmp_path / "a") == []
+    # the permissions of any file made in that folder (not a private temporary file's 0600)
+    probe = tmp_path / "a" / "probe"
+    probe.write_text("")
+    assert stat.S_IMODE(os.stat(tmp_path / "a" / "v.json").st_mode) == stat.S_IMODE(os.stat(probe).st_mode)
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "results.json"
+    io.write_json(target, {"done": True})
+    with pytest.raises(ValueError):
+        io.write_json(target, {"bad": float("nan")})        # NaN is not JSON
+    with pytest.raises(RuntimeError, match="half-way"), io.atomic_path(target) as temporary:
+        temporary.write_text('{"do')
+        raise RuntimeError("stopped half-way")
+    assert json.loads(target.read_text()) == {"done": True}
+    assert _leftovers(tmp_path) == []
+
+
+def test_nan_is_written_only_when_asked():
+    assert io.to_json({"p": float("nan")}, indent=None, allow_nan=True) == '{"p": NaN}'
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        io.to_json({"x": object()})
