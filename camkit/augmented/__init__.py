@@ -6,10 +6,10 @@ copies through a model is ``camkit.methods.augmented``).  See ``docs/augmented.m
     >>> maps, history = camkit.augmented.superresolve(cams, angles, shifts, (224, 224))  # doctest: +SKIP
 """
 from camkit.augmented.baselines import BASELINES, aligned_cams, baseline
+from camkit.augmented.forward import ForwardModel
 from camkit.augmented.operators import (
     DOWNSAMPLINGS,
     PADDINGS,
-    ForwardModel,
     RotoTranslation,
     area_downsample,
     area_downsample_adjoint,

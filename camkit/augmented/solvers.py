@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
-from camkit.augmented.operators import ForwardModel, _check_transforms, _size2
+from camkit.augmented.forward import ForwardModel
+from camkit.augmented.operators import _check_transforms, _size2
 from camkit.errors import InputError
 
 __all__ = ["SuperResolution", "superresolve", "objective", "forward_model", "SOLVERS", "DEFAULT_ITERS"]

@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
                     checkpoint=checkpoint, resume=not args.no_resume, seed=args.seed,
                     progress=not args.quiet, log=lambda r: print(json.dumps(r), flush=True))
     model.class_names = list(train_set.classes)
+    options = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))}
     save(model, args.out, meta={"image_size": args.size, "torch_threads": torch.get_num_threads(),
-                                "torch": str(torch.__version__), "options": {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None)))},
+                                "torch": str(torch.__version__), "options": options,
                                 "data": {"size": args.size, "seed": args.seed, "train_length": args.train_length},
                                 "history": history, "train_seconds": time.perf_counter() - began})
     print(f"saved {args.out} (val accuracy {history[-1].get('val_accuracy', float('nan')):.4f})")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,8 +116,9 @@ def save(model: nn.Module, path, meta: dict | None = None) -> None:
     if arch is None:
         raise InputError(f"save() stores {[c.__name__ for c in ARCHITECTURES.values()]} models; got "
                          f"{type(model).__name__} (use torch.save on its state_dict)")
-    state = {"format": MODEL_FORMAT, "arch": arch, "config": dict(model.config),
-             "class_names": list(model.class_names or []), "meta": dict(meta or {}),
+    built: Any = model                                    # NiN and CoarseNet carry config and class_names
+    state = {"format": MODEL_FORMAT, "arch": arch, "config": dict(built.config),
+             "class_names": list(built.class_names or []), "meta": dict(meta or {}),
              "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}}
     save_torch(path, state)
 
@@ -132,7 +134,7 @@ def load(path) -> nn.Module:
     arch = state.get("arch", "nin")
     if arch not in ARCHITECTURES:
         raise WeightsError(f"{path} holds an unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    model = ARCHITECTURES[arch](**state["config"])
+    model: Any = ARCHITECTURES[arch](**state["config"])
     model.load_state_dict(_renamed_keys(state["state_dict"]))
     model.class_names = list(state["class_names"]) or None
     model.meta = state.get("meta", {})
