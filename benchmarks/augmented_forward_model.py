@@ -29,7 +29,7 @@ from camkit.layers import resolve_layers
 from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
-from camkit.methods.augmented import LAM_TV_PER_COPY, AugmentedGradCAM
+from camkit.methods.augmented import BLUR_CELLS, LAM_TV_PER_COPY, AugmentedGradCAM
 
 
 def scores(maps: torch.Tensor, items: list[dict]) -> dict:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     variants.update({f"padding={p}": {"padding": p} for p in ("zeros", "border", "reflection") if p != base["padding"]})
     variants.update({f"padding={p}, frame=all": {"padding": p, "frame": "all"} for p in ("border", "reflection")})
     variants.update({f"downsample={d}": {"downsample": d} for d in ("area", "bilinear") if d != base["downsample"]})
-    variants.update({f"blur={s:g}": {"blur": s} for s in (8.0, 16.0) if s != base["blur"]})
+    variants.update({f"blur={s:g}": {"blur": s} for s in (0.0, 8.0, 16.0) if s != base["blur"]})
     variants.update({f"gamma={g:g}": {"gamma": g} for g in (1.0, 1.5, 2.0, 3.0) if g != base["gamma"]})
     variants.update({f"lam_tv×{s:g}": {"lam": s} for s in (0.3, 3.0, 10.0) if s != base["lam"]})
     variants["paper (gamma=1, frame=all, lam_tv=0.001·L)"] = {"gamma": 1.0, "frame": "all", "lam": 10.0}
@@ -151,11 +151,12 @@ def main(argv=None) -> int:
         scale = solve_size / size
         views = copies(option["padding"]) ** option["gamma"]
         start = time.perf_counter()
-        weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)
+        weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)  # coverage only
+        sigma = (BLUR_CELLS * solve_size / views.shape[-2] if option["blur"] is None else option["blur"] * scale)
         maps = torch.cat([superresolve(views[i:i + args.batch], angles, shifts * scale, (solve_size, solve_size),
                                        lam_tv=option["lam"] * LAM_TV_PER_COPY * args.L, weights=weights,
                                        padding=option["padding"], downsample=option["downsample"],
-                                       blur=option["blur"] * scale).maps for i in range(0, len(items), args.batch)])
+                                       blur=sigma).maps for i in range(0, len(items), args.batch)])
         seconds = (time.perf_counter() - start) / len(items)
         if solve_size != size:
             maps = camkit.maps.resize_maps(maps[:, None], (size, size))[:, 0]

@@ -39,7 +39,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "augmented, padding=zeros": ("augmented-gradcam", {"padding": "zeros"}),
     "augmented, padding=reflection": ("augmented-gradcam", {"padding": "reflection"}),
     "augmented, downsample=bilinear": ("augmented-gradcam", {"downsample": "bilinear"}),
-    "augmented, blur=8": ("augmented-gradcam", {"blur": 8.0}),
+    "augmented, blur=0": ("augmented-gradcam", {"blur": 0.0}),
     "augmented, gamma=1": ("augmented-gradcam", {"gamma": 1.0}),
     "augmented, paper (zeros, frame=all, gamma=1, lam_tv=0.001·L, subgradient)": (
         "augmented-gradcam", {"padding": "zeros", "frame": "all", "gamma": 1.0, "lam_tv": "paper",
@@ -77,12 +77,12 @@ def main(argv=None) -> int:
     parser.add_argument("--L", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--models", default="coarsenet-shapes,nin-shapes")
-    parser.add_argument("--variants", default=None, help="comma-separated row names (default: all)")
+    parser.add_argument("--variants", default=None, help="row names separated by ';' (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    chosen = VARIANTS if args.variants is None else {k: VARIANTS[k] for k in args.variants.split(",")}
+    chosen = VARIANTS if args.variants is None else {k: VARIANTS[k] for k in args.variants.split(";")}
     report = {"args": vars(args)}
     for name in args.models.split(","):
         model = camkit.models.pretrained(name)
