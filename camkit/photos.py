@@ -215,18 +215,25 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
         bar = tqdm(total=len(images), unit="img", desc="explain", file=sys.stderr)
     try:
         with explainer:
-            for batch in _plan(geometries, batch_size):
-                originals = [_decoded(images[i], max_pixels) for i in batch]
-                inputs = torch.stack([resize_image(o, geometries[i].resized) for i, o in zip(batch, originals,
-                                                                                            strict=True)])
-                inputs = inputs.to(chosen)
+            for number, batch in enumerate(_plan(geometries, batch_size)):
+                network, shown = [], []
+                for i in batch:  # one decoded original in memory at a time (a photo may be 80 MP)
+                    original = _decoded(images[i], max_pixels)
+                    network.append(resize_image(original, geometries[i].resized))
+                    shown.append(resize_image(original, geometries[i].display))
+                    del original
+                inputs = torch.stack(network).to(chosen)
                 if standardize is not None:
                     inputs = standardize(inputs)
                 batch_targets = [wanted[i] for i in batch]
                 spec = None if batch_targets[0] is None else [int(t) for t in batch_targets if t is not None]
                 explanation = explainer(inputs, targets=spec, top_k=top_k).cpu()
-                for j, (index, original) in enumerate(zip(batch, originals, strict=True)):
-                    yield _photo(index, images[index], geometries[index], original, explanation, j, threshold)
+                if number == 0 and layer is None:  # the layer found on the first shape serves every shape
+                    names = list(explanation.layers)
+                    explainer = Explainer(model, method=method, layer=names[0] if len(names) == 1 else names,
+                                          **options)
+                for j, (index, image) in enumerate(zip(batch, shown, strict=True)):
+                    yield _photo(index, images[index], geometries[index], image, explanation, j, threshold)
                 if bar is not None:
                     bar.update(len(batch))
     finally:
@@ -234,13 +241,13 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
             bar.close()
 
 
-def _photo(index: int, source: ImageInput, geometry: Geometry, original: torch.Tensor, explanation, j: int,
+def _photo(index: int, source: ImageInput, geometry: Geometry, shown: torch.Tensor, explanation, j: int,
            threshold: float) -> Photo:
     maps = normalize_maps(resize_maps(explanation.raw[j], geometry.display))       # (K, H', W')
     display_boxes = map_boxes(maps[None], threshold=threshold)[0]                   # (K, 4)
     return Photo(
         index=index, source=None if isinstance(source, torch.Tensor) else os.fspath(source), geometry=geometry,
-        image=resize_image(original, geometry.display), maps=maps,
+        image=shown, maps=maps,
         boxes=scale_boxes(display_boxes, geometry.display, geometry.original),
         classes=explanation.classes[j], scores=explanation.scores[j], probs=explanation.probs[j],
         layers=tuple(explanation.layers))

@@ -231,21 +231,18 @@ def plan_run(checkpoint, settings: Mapping[str, Any], resume: bool | None = None
     state = load_checkpoint(path)
     done, saved = int(state["epoch"]), state.get("settings")
     options = "--resume (resume=True) to continue it, or --overwrite (resume=False) to start afresh"
-    if saved is None:
-        if resume is not True:
-            raise InputError(f"{path} does not record its settings (written by an older camkit): pass {options}")
-    else:
-        changed = differences(saved, settings, ignore=("epochs",))
-        if changed:
-            raise InputError(f"{path} holds a run with other settings ({'; '.join(changed)}): rerun with its "
-                             "settings to resume it, or pass --overwrite (resume=False) to start afresh")
-        if epochs != saved["epochs"] and resume is not True:
-            raise InputError(f"{path} holds a run of {saved['epochs']} epochs ({done} done); {epochs} epochs "
-                             f"changes its learning-rate schedule: pass {options}")
+    changed = [] if saved is None else differences(saved, settings, ignore=("epochs",))
+    if changed:
+        raise InputError(f"{path} holds a run with other settings ({'; '.join(changed)}): rerun with its "
+                         "settings to resume it, or pass --overwrite (resume=False) to start afresh")
     if epochs < done:
         raise InputError(f"{path} has already trained {done} epochs; {epochs} is fewer: pass --overwrite "
-                         "(resume=False) to train afresh, or --epochs of at least "
-                         f"{done} to keep them")
+                         f"(resume=False) to train afresh, or --epochs of at least {done} to keep them")
+    if saved is None and resume is not True:
+        raise InputError(f"{path} does not record its settings (written by an older camkit): pass {options}")
+    if saved is not None and epochs != saved["epochs"] and resume is not True:
+        raise InputError(f"{path} holds a run of {saved['epochs']} epochs ({done} done); {epochs} epochs "
+                         f"changes its learning-rate schedule: pass {options}")
     message = (f"resuming {path} from epoch {done + 1} of {epochs}" if done < epochs
                else f"{path} has finished all {done} epochs: nothing to train")
     return Plan(done, list(state.get("history", [])), state, message)

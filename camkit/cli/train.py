@@ -136,15 +136,18 @@ def run(args: argparse.Namespace) -> int:
     defaults: dict[str, Any] = {"momentum": 0.9, "warmup_epochs": 0.5, "label_smoothing": 0.0, "flip": True}
     settings = run_settings(model, **options, **defaults, describe=describe)
     saved_out = _saved_run(out) if out.exists() and not args.overwrite else None
-    if out.exists() and not args.overwrite and not checkpoint.exists():
-        if _same_run(saved_out, settings, args.epochs):
+    if out.exists() and not args.overwrite:
+        replace = "pass --overwrite to replace it, or choose another --out"
+        if saved_out is None:
+            raise InputError(f"{out} exists and does not record how it was trained: {replace}")
+        # the checkpoint decides about epochs (continued with --resume); without one, they must match too
+        ignore = ("data", "val_data") + (("epochs",) if checkpoint.exists() else ())
+        changed = differences({**saved_out["settings"], "epochs": saved_out.get("epochs")}, settings, ignore=ignore)
+        if changed:
+            raise InputError(f"{out} exists and holds a run with other settings ({'; '.join(changed)}): {replace}")
+        if not checkpoint.exists():
             print(f"{out} already holds this run ({args.epochs} epochs): nothing to do (--overwrite trains it again)")
             return 0
-        what = "does not record how it was trained" if saved_out is None else "holds a run with other settings (" \
-            + "; ".join(differences({**saved_out["settings"], "epochs": saved_out.get("epochs")}, settings,
-                                    ignore=("data", "val_data"))) + ")"
-        raise InputError(f"{out} exists and {what}, and there is no checkpoint {checkpoint} to continue: "
-                         "pass --overwrite to replace it, or choose another --out")
     if out.exists() and args.overwrite:
         print(f"camkit train: overwriting {out} when this run ends", file=sys.stderr)
     finished_before = (checkpoint.exists() and not args.overwrite
