@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camkit.errors import InputError
+from camkit.errors import CamkitError, InputError, one_line
 from camkit.explainer import Explainer
 from camkit.imagefiles import MAX_PIXELS, image_size, read_image
 from camkit.layers import LayerSpec
@@ -105,9 +105,11 @@ class Geometry:
     display: tuple[int, int]
 
     @classmethod
-    def of(cls, original: tuple[int, int], side: int, max_side: int | None = None) -> Geometry:
-        """The geometry of an image of ``original`` size run at shorter side ``side``."""
-        return cls(tuple(original), shorter_side(original, side), display_size(original, max_side))  # type: ignore[arg-type]
+    def of(cls, original: tuple[int, int], side: int, max_side: int | None = None, square: bool = False) -> Geometry:
+        """The geometry of an image of ``original`` size run at shorter side ``side`` (at
+        ``side × side`` with ``square``: for models that take one input size)."""
+        resized = (side, side) if square else shorter_side(original, side)
+        return cls(tuple(original), resized, display_size(original, max_side))  # type: ignore[arg-type]
 
     @property
     def capped(self) -> bool:
@@ -178,7 +180,7 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
                 top_k: int | None = None, threshold: float = 0.2, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None, batch_size: int = 8, max_side: int | None = None,
                 max_pixels: int = MAX_PIXELS, device: str | torch.device | None = None, progress: bool = False,
-                **options) -> Iterator[Photo]:
+                square: bool = False, **options) -> Iterator[Photo]:
     """Explain ``images`` (paths, or ``(3, H, W)`` tensors in [0, 1], of any sizes) at their own
     geometry; yield a :class:`Photo` per image as its batch finishes (batches of one resized shape:
     sort by ``photo.index`` for input order).  Only one batch of decoded images is held at a time.
@@ -188,6 +190,9 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     ``(x - mean) / std`` before the model (e.g. ImageNet's for torchvision weights).  ``targets``,
     ``top_k``, ``method``, ``layer`` and ``options`` are :func:`camkit.explain`'s.  ``max_side``:
     cap on the longer side of the grid maps are returned on (``None``: the original size).
+    ``square``: run every image at ``size × size`` (its aspect not kept) for a model that takes one
+    input size (ViT); maps and boxes still come back in each image's own pixels.  A model that
+    fails on an image's own aspect raises :class:`InputError` saying so.
     Every file's header is read before any work, so a missing or oversized image fails at once.
     """
     side = size if size is not None else (training_size(model) or DEFAULT_SIZE)
@@ -202,7 +207,7 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     images = list(images)
     if not images:
         raise InputError("no images given")
-    geometries = [Geometry.of(_original_size(image, max_pixels), side, max_side) for image in images]
+    geometries = [Geometry.of(_original_size(image, max_pixels), side, max_side, square) for image in images]
     wanted = _target_list(targets, len(images))
     chosen = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
@@ -227,7 +232,17 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
                     inputs = standardize(inputs)
                 batch_targets = [wanted[i] for i in batch]
                 spec = None if batch_targets[0] is None else [int(t) for t in batch_targets if t is not None]
-                explanation = explainer(inputs, targets=spec, top_k=top_k).cpu()
+                try:
+                    explanation = explainer(inputs, targets=spec, top_k=top_k).cpu()
+                except CamkitError:
+                    raise
+                except (RuntimeError, AssertionError, ValueError) as error:
+                    height, width = inputs.shape[-2:]
+                    if square or height == width:
+                        raise
+                    raise InputError(f"the model failed on a {height}×{width} input ({one_line(error)}); "
+                                     "if it takes only square inputs of one size, pass square=True "
+                                     "(--square)") from error
                 if number == 0 and layer is None:  # the layer found on the first shape serves every shape
                     names = list(explanation.layers)
                     explainer = Explainer(model, method=method, layer=names[0] if len(names) == 1 else names,

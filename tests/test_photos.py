@@ -132,3 +132,32 @@ def test_bad_arguments_are_input_errors(nin):
         explain_photos(nin, [torch.rand(3, 8, 8)], targets=[1, 2])
     with pytest.raises(InputError, match="size"):
         explain_photos(nin, [torch.rand(3, 8, 8)], size=0)
+
+
+class SquareOnly(torch.nn.Module):
+    """A GAP net that, like torchvision's ViT, refuses any input but 32 × 32."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        torch._assert(x.shape[-2:] == (32, 32), f"Wrong image size {tuple(x.shape[-2:])}")
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_a_model_of_one_input_size_is_named_and_runs_square():
+    model = SquareOnly().eval()
+    wide = torch.rand(3, 20, 50)
+    with pytest.raises(InputError, match=r"failed on a 32×80 input \(Wrong image size \(32, 80\)\).*--square"):
+        explain_photos(model, [wide], size=32)
+    photo = explain_photos(model, [wide], size=32, square=True)[0]
+    assert photo.geometry.resized == (32, 32) and photo.maps.shape[-2:] == (20, 50)
+    x0, y0, x1, y1 = photo.boxes[0].tolist()
+    assert 0 <= x0 <= x1 < 50 and 0 <= y0 <= y1 < 20
+    e = camkit.explain(model, F.interpolate(wide[None], size=(32, 32), mode="bilinear", antialias=True,
+                                            align_corners=False).clamp(0, 1))
+    torch.testing.assert_close(photo.maps, camkit.maps.normalize_maps(
+        camkit.maps.resize_maps(e.raw[0], (20, 50))), atol=1e-6, rtol=0)

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_standardize(p)
     p.add_argument("--threshold", type=real(0, 1, high_open=True), default=0.2,
                    help="box threshold, fraction of the map's max (default: %(default)s)")
+    p.add_argument("--square", action="store_true",
+                   help="run every image at SIZE×SIZE, its aspect not kept, for models that take one input "
+                        "size (e.g. torchvision's ViT); maps and boxes still come back in its own pixels")
     p.add_argument("--batch-size", type=integer(1), default=8,
                    help="images per forward; images of one resized shape share a batch (default: %(default)s)")
     p.add_argument("--max-side", type=integer(16), default=MAX_SIDE,
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     for photo in iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
                              top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
                              batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
-                             device=chosen, progress=not args.quiet):
+                             device=chosen, progress=not args.quiet, square=args.square):
         layers = photo.layers
         names = [_class_name(c, class_names) for c in photo.classes.tolist()]
         _write_overlays(photo, names, overlays[photo.index])
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     ordered = [records[index] for index in sorted(records)]
     summary = {"model": args.model, "weights": args.weights, "method": args.method, "layers": list(layers),
                "threshold": args.threshold, "shorter_side": prep.size, "shorter_side_from": prep.source,
+               "square": args.square,
                "mean": prep.mean, "std": prep.std, "max_side": args.max_side, "boxes": "x0, y0, x1, y1 "
                "inclusive, in each image's own pixels", "images": ordered}
     write_json(out / "explanations.json", summary, allow_nan=True)  # probs are NaN for non-classifiers
