@@ -34,7 +34,7 @@ from torch import nn
 from camkit.errors import InputError
 from camkit.hooks import preserved_state
 from camkit.maps import resize_maps
-from camkit.targets import _check_class_range, select_output
+from camkit.targets import check_class_range, select_output
 
 __all__ = ["Curve", "deletion", "insertion", "average_drop", "increase_in_confidence", "road", "blur", "impute_linear"]
 
@@ -100,7 +100,7 @@ def _scorer(model: nn.Module, score: str,
         logits = select_output(model(images), output).float()
         if logits.dim() != 2:
             raise InputError(f"faithfulness metrics need (B, num_classes) outputs, got {tuple(logits.shape)}")
-        _check_class_range(classes, logits.shape[1])
+        check_class_range(classes, logits.shape[1])
         values = logits.softmax(1) if score == "prob" else logits
         return values.gather(1, classes[:, None].to(values.device))[:, 0]
 
