@@ -1,6 +1,11 @@
 """camkit's CAM methods side by side with pytorch-grad-cam (`grad-cam`) and torchcam.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/peer_parity.py [--model resnet18] [--size 224] [--batch 2]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/peer_parity.py --transformers [--batch 2]
+
+``--transformers``: Grad-CAM on ViT-B/16 and Swin-T (random weights, seeded; ViT's zero-initialised
+head given random weights) against pytorch-grad-cam with its documented ``reshape_transform``s, on
+the same layer and classes; camkit is given no reshape code (and no layer, for ViT).
 
 Random-weight torchvision model (seeded), random images, camkit's top-1 classes given to every
 library.  Per method and peer: the maximum absolute difference and the Pearson correlation of the
@@ -95,6 +100,50 @@ TORCHCAM_OPTIONS = {
 }
 
 
+def vit_reshape(tensor, height=14, width=14):
+    """pytorch-grad-cam's documented ViT reshape_transform (tutorials/vit_example.py)."""
+    result = tensor[:, 1:, :].reshape(tensor.size(0), height, width, tensor.size(2))
+    return result.transpose(2, 3).transpose(1, 2)
+
+
+def swin_reshape(tensor, height=7, width=7):
+    """pytorch-grad-cam's documented Swin reshape_transform (tutorials/swinT_example.py)."""
+    result = tensor.reshape(tensor.size(0), height, width, tensor.size(-1))
+    return result.transpose(2, 3).transpose(1, 2)
+
+
+def transformer_rows(batch: int) -> None:
+    """ViT-B/16 and Swin-T Grad-CAM: camkit (no reshape code) vs pytorch-grad-cam (documented reshapes)."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.02)  # zero-initialised by torchvision: every map would be 0
+    swin = torchvision.models.swin_t(weights=None).eval()
+    images = torch.rand(batch, 3, 224, 224)
+    cases = [  # model, camkit layer (None: its default), the peer's layer, the peer's reshape, label
+        (vit, None, "encoder.layers.encoder_layer_11.ln_1", vit_reshape, "ViT-B/16"),
+        (swin, "features.7.1.norm2", "features.7.1.norm2", swin_reshape, "Swin-T"),
+        (swin, "norm", "norm", swin_reshape, "Swin-T"),
+    ]
+    print(f"\nTransformers (random weights, seeded), B={batch}, 224x224, camkit's top-3 classes for both")
+    print("| model | layer (camkit) | peer layer | max abs diff | correlation | peer max |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for model, layer, peer_layer, reshape, label in cases:
+        e = camkit.explain(model, images, method="gradcam", layer=layer, top_k=3)
+        module = dict(model.named_modules())[peer_layer]
+        worst, corr, peak = 0.0, 1.0, 0.0
+        with pgc.GradCAM(model=model, target_layers=[module], reshape_transform=reshape) as cam:
+            for k in range(3):
+                targets = [ClassifierOutputTarget(int(c)) for c in e.classes[:, k]]
+                theirs = torch.from_numpy(np.asarray(cam(input_tensor=images, targets=targets)))
+                diff, r = compare(e.maps[:, k], theirs)
+                worst, corr, peak = max(worst, diff), min(corr, r), max(peak, float(theirs.max()))
+        shown = e.layers[0] + (" (default)" if layer is None else "")
+        print(f"| {label} | {shown} | {peer_layer} | {worst:.2e} | {corr:.6f} | {peak:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet18")
@@ -102,7 +151,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--methods", nargs="*", default=None)
+    parser.add_argument("--transformers", action="store_true", help="only the ViT-B/16 and Swin-T rows")
     args = parser.parse_args()
+    if args.transformers:
+        transformer_rows(args.batch)
+        return
 
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)(weights=None).eval()

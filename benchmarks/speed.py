@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/speed.py                  # resnet50, B=8, 224², CPU, medians of 5
     .venv/bin/python benchmarks/speed.py --methods        # + a time row per registered method
+    .venv/bin/python benchmarks/speed.py --architectures  # ViT-B/16 and r3d_18 Grad-CAM vs grad-cam
 
 Time ratios are measured side by side in one process (median of --repeats runs each, interleaved).
 Extra peak memory is measured in a fresh subprocess per case: peak RSS during the call minus RSS
@@ -28,7 +29,7 @@ def build(model_name: str):
 
 
 def make_cases(model, layer_name: str):
-    """name → callable(images, classes) for each library available, all explaining the given classes."""
+    """Name → callable(images, classes) for each library available, all explaining the given classes."""
     layer = dict(model.named_modules())[layer_name]
     cases = {}
 
@@ -78,7 +79,9 @@ def make_cases(model, layer_name: str):
     return cases
 
 
-def time_cases(cases, images, classes, repeats: int) -> dict[str, float]:
+def time_cases(cases, images, classes, repeats: int, model=None, runs: dict | None = None) -> dict[str, float]:
+    """Median seconds per case over ``repeats`` interleaved rounds (every run kept in ``runs`` if given)."""
+    model = MODEL if model is None else model
     for case in cases.values():  # warm-up: caches, allocator, camkit's layer probe
         case(images, classes)
     samples = {name: [] for name in cases}
@@ -87,11 +90,69 @@ def time_cases(cases, images, classes, repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             case(images, classes)
             samples[name].append(time.perf_counter() - start)
-            model_grads = [p.grad for p in MODEL.parameters() if p.grad is not None]
-            for p in MODEL.parameters():  # peers leave .grad on parameters; clear it between runs
+            for p in model.parameters():  # peers leave .grad on parameters; clear it between runs
                 p.grad = None
-            del model_grads
+    if runs is not None:
+        runs.update(samples)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def vit_reshape(tensor, height=14, width=14):
+    """pytorch-grad-cam's documented ViT reshape_transform."""
+    result = tensor[:, 1:, :].reshape(tensor.size(0), height, width, tensor.size(2))
+    return result.transpose(2, 3).transpose(1, 2)
+
+
+def architecture_rows(repeats: int, batch: int) -> dict[str, dict[str, float]]:
+    """Grad-CAM ÷ no-grad forward on ViT-B/16 (224²) and r3d_18 (16 × 112² clips), camkit (no layer,
+    no reshape) beside pytorch-grad-cam (its documented layer and reshape) on the same inputs."""
+    torch.manual_seed(0)
+    vit = torchvision.models.vit_b_16(weights=None).eval()
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.02)
+    r3d = torchvision.models.video.r3d_18(weights=None).eval()
+    setups = {
+        "vit_b_16": (vit, torch.rand(batch, 3, 224, 224), vit.encoder.layers[-1].ln_1, vit_reshape),
+        "r3d_18": (r3d, torch.rand(batch, 3, 16, 112, 112), r3d.layer4, None),
+    }
+    results = {}
+    for name, (model, images, layer, reshape) in setups.items():
+        with torch.no_grad():
+            classes = model(images).argmax(1, keepdim=True)
+        explainer = camkit.Explainer(model, "gradcam")
+
+        def forward(images, classes, model=model):
+            with torch.no_grad():
+                model(images)
+
+        cases = {"no-grad forward": forward,
+                 "camkit gradcam": lambda images, classes, e=explainer: e(images, targets=classes[:, 0])}
+        try:
+            from pytorch_grad_cam import GradCAM as PGCGradCAM
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            def pgc_case(images, classes, model=model, layer=layer, reshape=reshape):
+                with PGCGradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+                    cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, 0]])
+
+            cases["grad-cam gradcam"] = pgc_case
+        except ImportError:
+            pass
+        runs: dict[str, list[float]] = {}
+        times = time_cases(cases, images, classes, repeats, model, runs)
+        # a busy machine drifts between rounds: the ratio within each round (same moment) is steadier
+        paired = {case: statistics.median(t / f for t, f in zip(runs[case], runs["no-grad forward"], strict=True))
+                  for case in runs}
+        results[name] = {case: t / times["no-grad forward"] for case, t in times.items()}
+        results[name]["forward_s"] = times["no-grad forward"]
+        results[name].update({f"{case} (paired)": ratio for case, ratio in paired.items()})
+        layer_name = explainer(images[:1]).layers[0]
+        print(f"\n{name}, B={batch}, input {tuple(images.shape[1:])}, camkit's default layer {layer_name}, "
+              f"median of {repeats}")
+        print("| case | time (s) | ÷ no-grad forward | median of per-round ratios |\n|---|---|---|---|")
+        for case, seconds in times.items():
+            print(f"| {case} | {seconds:.3f} | {seconds / times['no-grad forward']:.2f} | {paired[case]:.2f} |",
+                  flush=True)
+    return results
 
 
 def _status_mib(field: str) -> float:
@@ -149,7 +210,7 @@ CPU_METHOD_OPTIONS = {
 
 
 def method_rows(images, classes, repeats: int, forward_time: float, skip=()) -> dict[str, tuple[float, dict]]:
-    """time ÷ no-grad forward for every registered method (median; a single run past 20 s)."""
+    """Time ÷ no-grad forward for every registered method (median; a single run past 20 s)."""
     rows = {}
     for name in camkit.methods.available():
         if name in skip:
@@ -179,12 +240,20 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-repeats", type=int, default=3)
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--methods", action="store_true", help="add a time row per registered method")
+    parser.add_argument("--architectures", action="store_true",
+                        help="only the ViT-B/16 and r3d_18 rows (batch --batch, default 8 is slow on a CPU: use 2)")
     parser.add_argument("--skip", default="", help="comma-separated methods to leave out of --methods")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this JSON file")
     ARGS = args = parser.parse_args(argv)
     if args.memory_case:
         memory_child(args)
+        return
+    if args.architectures:
+        result = architecture_rows(args.repeats, args.batch)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
         return
     MODEL = build(args.model)
     torch.manual_seed(0)

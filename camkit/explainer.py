@@ -1,33 +1,38 @@
 """``explain()``, ``Explainer`` and ``Explanation``: the API users call."""
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from camkit import methods as method_registry
 from camkit.errors import InputError
-from camkit.hooks import preserved_state
+from camkit.hooks import check_input_rank, preserved_state
 from camkit.layers import LayerSpec, find_default_layer, release_caches, resolve_layers
+from camkit.layouts import Reshape
 from camkit.maps import normalize_maps, resize_maps
 from camkit.methods.base import Method, Session
-from camkit.targets import TargetSpec
+from camkit.targets import TargetSpec, select_explained
 
 __all__ = ["explain", "Explainer", "Explanation", "check_images", "fuse_layer_maps"]
 
 
 @dataclass
 class Explanation:
-    """The maps explaining K scores for each of B images.
+    """The maps explaining K scores for each of B inputs.
 
-    ``maps``: (B, K, H, W) float32 in [0, 1], upsampled (bilinear) to the input size, then min-max
-    normalised per map.  ``raw``: (B, K, h, w) at layer resolution after ReLU, not normalised (the
-    fusion of all tapped layers when there are several, see ``layer_raw``).  ``classes``: (B, K)
-    class indices (-1 for callable targets).  ``scores``: (B, K) explained scores (logits).
-    ``probs``: (B, K) softmax probabilities of those classes (NaN when the output is not (B, N)).
+    ``maps``: (B, K, *S) float32 in [0, 1] — (B, K, H, W) for images, (B, K, T, H, W) for clips,
+    (B, K, L) for signals — upsampled (bilinear, trilinear, linear) to the input size, then min-max
+    normalised per map (over the whole clip).  ``raw``: (B, K, *grid) at layer resolution after
+    ReLU, not normalised (the fusion of all tapped layers when there are several, see
+    ``layer_raw``).  ``classes``: (B, K) class indices (-1 for callable targets).  ``scores``: (B, K)
+    explained scores (logits, or a detector's scores).  ``probs``: (B, K) softmax probabilities of
+    those classes (NaN when the output is not (B, N)).
     """
 
     maps: torch.Tensor
@@ -41,12 +46,36 @@ class Explanation:
 
     def boxes(self, threshold: float = 0.2, **options) -> torch.Tensor:
         """Box of the largest connected component above ``threshold · max``: (B, K, 4) ``x0, y0, x1, y1``,
-        on the maps' device (:func:`camkit.localize.boxes`)."""
+        on the maps' device (:func:`camkit.localize.boxes`).
+
+        Clips: one box per frame, (B, K, T, 4), of the pixels above ``threshold ·`` the *clip's* max
+        (a frame with none gets the empty box ``0, 0, -1, -1``).  Signals: the longest run above
+        ``threshold · max``, (B, K, 2) ``x0, x1`` inclusive (``0, -1`` when empty).  ``options`` go
+        to :func:`camkit.localize.boxes` (``connectivity`` only for clips and signals).
+        """
         from camkit.localize import boxes
+        from camkit.localize.boxes import largest_component_box
 
-        return boxes(self.maps, threshold=threshold, **options)
+        rank = self.maps.dim() - 2
+        if rank == 2:
+            return boxes(self.maps, threshold=threshold, **options)
+        unknown = set(options) - {"connectivity"}
+        if unknown:
+            raise InputError(f"boxes of {rank}-D maps take threshold and connectivity only, got {sorted(unknown)}")
+        maps = self.maps.detach().cpu().double()
+        peak = maps.flatten(2).amax(-1).view(*maps.shape[:2], *[1] * rank)
+        foreground = (maps > threshold * peak).numpy()
+        if rank == 3:  # every frame of every clip
+            planes = foreground.reshape(-1, *foreground.shape[-2:])
+        else:  # a signal is a 1 × L image
+            planes = foreground.reshape(-1, 1, foreground.shape[-1])
+        found = torch.from_numpy(np.stack([largest_component_box(p, **options) for p in planes]))
+        found = found.to(self.maps.device)
+        if rank == 3:
+            return found.view(*maps.shape[:3], 4)
+        return found[:, [0, 2]].view(*maps.shape[:2], 2)
 
-    def cpu(self) -> "Explanation":
+    def cpu(self) -> Explanation:
         """A copy of this explanation with every tensor on the CPU."""
         return Explanation(
             self.maps.cpu(), self.raw.cpu(), self.classes.cpu(), self.scores.cpu(), self.probs.cpu(),
@@ -57,19 +86,21 @@ class Explanation:
         return self.maps.shape[0]
 
     def __repr__(self) -> str:
-        b, k, h, w = self.maps.shape
-        return f"Explanation(method={self.method!r}, layers={list(self.layers)}, maps=({b}, {k}, {h}, {w}), raw={tuple(self.raw.shape)})"
+        return (f"Explanation(method={self.method!r}, layers={list(self.layers)}, maps={tuple(self.maps.shape)}, "
+                f"raw={tuple(self.raw.shape)})")
 
 
 def check_images(images: object) -> torch.Tensor:
-    """Validate a batch ``(B, C, H, W)``: a non-empty floating tensor without NaN or Inf."""
+    """Validate a batch ``(B, C, H, W)`` — or signals ``(B, C, L)``, clips ``(B, C, T, H, W)`` — a
+    non-empty floating tensor without NaN or Inf."""
     if not isinstance(images, torch.Tensor):
         raise InputError(f"images must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}")
-    if images.dim() != 4:
-        hint = " (add a batch dimension: images[None])" if images.dim() == 3 else ""
-        raise InputError(f"images must be 4-D (B, C, H, W), got shape {tuple(images.shape)}{hint}")
+    if images.dim() not in (3, 4, 5):
+        raise InputError(f"images must be 4-D (B, C, H, W) (or (B, C, L) signals, (B, C, T, H, W) clips), "
+                         f"got shape {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise InputError(f"images must be a floating tensor, got dtype {images.dtype} (convert with images.float() / 255)")
+        raise InputError(f"images must be a floating tensor, got dtype {images.dtype} "
+                         "(convert with images.float() / 255)")
     if images.shape[0] == 0:
         raise InputError("empty batch: images has shape (0, ...)")
     if not bool(torch.isfinite(images).all()):
@@ -79,11 +110,12 @@ def check_images(images: object) -> torch.Tensor:
 
 
 def fuse_layer_maps(layer_maps: dict[str, torch.Tensor], mode: str = "mean") -> torch.Tensor:
-    """Fuse per-layer maps (B, K, h_i, w_i): resize to the finest resolution, min-max each, then mean or max."""
+    """Fuse per-layer maps (B, K, *grid_i): resize to the finest grid, min-max each, then mean or max."""
     if len(layer_maps) == 1:
         return next(iter(layer_maps.values()))
-    size = max((m.shape[-2:] for m in layer_maps.values()), key=lambda s: s[0] * s[1])
-    stack = torch.stack([normalize_maps(resize_maps(m, size)) for m in layer_maps.values()])
+    rank = next(iter(layer_maps.values())).dim() - 2
+    size = max((tuple(m.shape[2:]) for m in layer_maps.values()), key=lambda s: math.prod(s))
+    stack = torch.stack([normalize_maps(resize_maps(m, size), rank) for m in layer_maps.values()])
     if mode == "mean":
         return stack.mean(0)
     if mode == "max":
@@ -99,12 +131,16 @@ class Explainer:
     ...         e = explainer(images, targets=labels)
 
     ``layer``: a module, a dotted name, a list of them (maps are fused), or ``None`` for the last
-    module whose output is a (B, C, h, w) map with h·w > 1.  ``output``: a callable selecting the
-    tensor to explain from the model output (default: the tensor, a dict's ``"out"``, a tuple's
-    first element).  ``head``: the classifier CAM uses (found automatically).  ``smooth``:
-    ``"tta"`` (average over test-time augmentations) and/or ``"eigen"`` (first principal
-    component), applicable to any method.  Other keyword
-    options go to the method (e.g. ``bias=True`` for CAM).
+    module whose output is a map over the input with more than one position that the explained
+    output depends on (see :func:`camkit.layers.find_default_layer`).  Tapped outputs may be
+    channels-first (B, C, *grid), channels-last (B, *grid, C) or tokens (B, prefix + grid, C),
+    recognised from the input's size (:mod:`camkit.layouts`); ``reshape``: a callable
+    ``(B, ...) → (B, C, *grid)`` that replaces that recognition.  ``output``: a callable selecting
+    what to explain from the model output (default: the tensor, a detector's list of dicts, a
+    dict's ``"out"``, a tuple's first element).  ``head``: the classifier CAM uses (found
+    automatically).  ``smooth``: ``"tta"`` (average over test-time augmentations) and/or
+    ``"eigen"`` (first principal component), applicable to any method.  Other keyword options go
+    to the method (e.g. ``bias=True`` for CAM).
 
     Each call puts the model in eval mode, attaches forward hooks, and restores the model's modes,
     hooks and the grad mode before returning, also on error: nothing is left attached between calls.
@@ -119,11 +155,12 @@ class Explainer:
         method: str | Method = "gradcam",
         layer: LayerSpec = None,
         *,
-        output: Callable | None = None,
+        output: Callable[[object], object] | None = None,
         head: str | nn.Module | None = None,
         fuse: str = "mean",
         smooth: str | tuple[str, ...] | None = None,
-        **method_options,
+        reshape: Reshape | None = None,
+        **method_options: object,
     ):
         if not isinstance(model, nn.Module):
             raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -137,35 +174,49 @@ class Explainer:
         self.layers = None if layer is None else resolve_layers(model, layer)
         self.output_fn = output
         self.head_spec = head
+        if reshape is not None and not callable(reshape):
+            raise InputError(f"reshape must be a callable (B, ...) -> (B, C, *grid), got {type(reshape).__name__}")
+        self.reshape = reshape
         if fuse not in ("mean", "max"):
             raise InputError(f"unknown fusion {fuse!r}; use 'mean' or 'max'")
         self.fuse = fuse
 
-    def __enter__(self) -> "Explainer":
+    def __enter__(self) -> Explainer:
         return self
 
     def __exit__(self, *exc) -> None:
         release_caches(self.model)
 
     def __call__(self, images: torch.Tensor, targets: TargetSpec = None, top_k: int | None = None) -> Explanation:
-        """Explain ``images`` (B, C, H, W): maps of ``targets`` (or the ``top_k`` classes), see :func:`explain`."""
+        """Explain ``images`` (B, C, H, W) (or (B, C, *S)): maps of ``targets`` (or the ``top_k`` classes), see
+        :func:`explain`."""
         images = check_images(images)
+        check_input_rank(self.model, images)
+        rank = images.dim() - 2
+        if rank not in self.method.spatial_ranks:
+            shapes = {1: "(B, C, L) signals", 2: "(B, C, H, W) images", 3: "(B, C, T, H, W) clips"}
+            supported = ", ".join(shapes[r] for r in self.method.spatial_ranks)
+            raise InputError(f"method {self.method.name or type(self.method).__name__!r} needs {supported}; "
+                             f"these inputs {tuple(images.shape)} give {rank}-D maps")
         with torch.inference_mode(False):
             if images.is_inference():
                 images = images.clone()
             with preserved_state(self.model):
-                layers = self.layers or resolve_layers(self.model, find_default_layer(self.model, images))
-                session = Session(self.model, images, layers, targets, top_k, self.output_fn, self.head_spec)
+                layers = self.layers or resolve_layers(
+                    self.model, find_default_layer(self.model, images, lambda o: select_explained(o, self.output_fn)))
+                session = Session(self.model, images, layers, targets, top_k, self.output_fn, self.head_spec,
+                                  self.reshape)
                 layer_maps = self.method(session)
         return self._explanation(session, layer_maps)
 
     def _explanation(self, session: Session, layer_maps: dict[str, torch.Tensor]) -> Explanation:
         layer_raw = {name: F.relu(maps.float()) for name, maps in layer_maps.items()}
         raw = fuse_layer_maps(layer_raw, self.fuse)
-        maps = normalize_maps(resize_maps(raw, session.images.shape[-2:]))
+        spatial = session.images.shape[2:]
+        maps = normalize_maps(resize_maps(raw, spatial, extent=session.extent), len(spatial))
         first = session.first
         output = first.output
-        if output.dim() == 2 and (session.classes >= 0).all():
+        if isinstance(output, torch.Tensor) and output.dim() == 2 and bool((session.classes >= 0).all()):
             probs = output.float().softmax(1).gather(1, session.classes)
         else:
             probs = torch.full_like(first.scores, float("nan"))
@@ -184,7 +235,7 @@ def explain(
     top_k: int | None = None,
     **options,
 ) -> Explanation:
-    """Explain ``model`` on ``images`` (B, C, H, W): one call of an :class:`Explainer`.
+    """Explain ``model`` on ``images`` (B, C, H, W) (or (B, C, L), (B, C, T, H, W)): one call of an :class:`Explainer`.
 
     >>> e = camkit.explain(model, images, method="gradcam", top_k=5)  # doctest: +SKIP
     >>> e.maps.shape   # (B, 5, H, W)

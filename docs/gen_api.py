@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 MODULES = [
-    ("camkit", ["explain", "Explainer", "Explanation", "Segmentation"]),
+    ("camkit", ["explain", "Explainer", "Explanation", "Segmentation", "Detection"]),
     ("camkit.methods", None),
     ("camkit.maps", None),
     ("camkit.layers", ["resolve_layers", "find_default_layer", "find_head", "Head"]),
+    ("camkit.layouts", None),
+    ("camkit.detection", None),
     ("camkit.augmented", None),
     ("camkit.localize", None),
     ("camkit.faithfulness", None),
@@ -18,6 +20,8 @@ MODULES = [
     ("camkit.models", None),
     ("camkit.train", None),
     ("camkit.plot", None),
+    ("camkit.imagefiles", None),
+    ("camkit.photos", None),
     ("camkit.bench", None),
     ("camkit.errors", None),
 ]

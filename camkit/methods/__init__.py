@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from camkit.errors import InputError
 from camkit.methods.base import Method, Pass, Session

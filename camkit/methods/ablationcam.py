@@ -3,6 +3,7 @@ via Gradient-free Localization", WACV 2020)."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from camkit.errors import InputError
 from camkit.methods import register
@@ -25,23 +26,31 @@ class AblationCAM(ChannelWeightMethod):
     """
 
     needs_gradients = False
+    spatial_ranks = (1, 2, 3)
 
     def __init__(self, batch_size: int = 32, memory_budget: int | None = None, value: float = 0.0):
         chunk_size(1, torch.zeros(1, 1), batch_size, memory_budget)  # validates both
         self.batch_size, self.memory_budget, self.value = batch_size, memory_budget, float(value)
 
-    def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
+    def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                layer: str) -> torch.Tensor:
+        """``w_k = (S − S^(k)) / S`` (B, K, C), one forward per ablated channel."""
         images = session.images
         b, c = activations.shape[:2]
         module = session.layers[layer]
+        layout = session.layouts[layer]
         n = chunk_size(b, images, self.batch_size, self.memory_budget)
         ablated: list[int] = []
 
-        def ablate(module, inputs, output):
+        def ablate(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
             if not isinstance(output, torch.Tensor) or output.shape[0] != len(ablated) * b:
                 raise InputError(f"ablation-CAM: layer {layer!r} output does not follow the input batch")
             output = output.clone()
-            view = output.view(len(ablated), b, *output.shape[1:])
+            maps = layout.to_maps(output)  # (n·B, C, *grid), a view for built-in layouts (tokens: patches only)
+            if maps.untyped_storage().data_ptr() != output.untyped_storage().data_ptr():
+                raise InputError("ablation-CAM needs reshape= to return a view of the layer output (slicing, "
+                                 "reshape, permute), so that zeroing a channel of the map zeroes it in the model")
+            view = maps.unflatten(0, (len(ablated), b))
             for j, channel in enumerate(ablated):
                 view[j, :, channel] = self.value
             return output

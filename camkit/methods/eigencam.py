@@ -2,10 +2,8 @@
 IJCNN 2020) and Eigen-Grad-CAM (pytorch-grad-cam)."""
 from __future__ import annotations
 
-import torch
-
 from camkit.methods import register
-from camkit.methods.base import Method, Session
+from camkit.methods.base import LayerMaps, Method, Session, needed
 from camkit.methods.weighted import first_component
 
 
@@ -23,16 +21,19 @@ class EigenCAM(Method):
     """
 
     needs_gradients = False
+    spatial_ranks = (1, 2, 3)
 
-    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
+    def weighted_maps(self, session: Session) -> LayerMaps:
+        """The activations, repeated for each class: their first principal component is the map."""
         result = session.forward(gradients=False)
         k = session.classes.shape[1]
-        return {name: acts[:, None].expand(-1, k, -1, -1, -1) for name, acts in result.activations.items()}
+        return {name: acts[:, None].expand(-1, k, *acts.shape[1:]) for name, acts in result.activations.items()}
 
-    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+    def __call__(self, session: Session) -> LayerMaps:
+        """First principal component of the activations, the same for every class."""
         result = session.forward(gradients=False)
         k = session.classes.shape[1]
-        return {name: first_component(acts)[:, None].expand(-1, k, -1, -1).contiguous()
+        return {name: first_component(acts, session.rank)[:, None].expand(-1, k, *acts.shape[2:]).contiguous()
                 for name, acts in result.activations.items()}
 
 
@@ -49,9 +50,14 @@ class EigenGradCAM(Method):
     >>> e = camkit.explain(model, images, method="eigengradcam")   # doctest: +SKIP
     """
 
-    def weighted_maps(self, session: Session) -> dict[str, torch.Tensor]:
-        result = session.forward(gradients=True)
-        return {name: result.gradients[name] * acts[:, None] for name, acts in result.activations.items()}
+    spatial_ranks = (1, 2, 3)
 
-    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
-        return {name: first_component(weighted) for name, weighted in self.weighted_maps(session).items()}
+    def weighted_maps(self, session: Session) -> LayerMaps:
+        """``∂S_c/∂A ⊙ A`` (B, K, C, *grid): their first principal component is the map."""
+        result = session.forward(gradients=True)
+        gradients = needed(result.gradients)
+        return {name: gradients[name] * acts[:, None] for name, acts in result.activations.items()}
+
+    def __call__(self, session: Session) -> LayerMaps:
+        """First principal component of gradient × activation, per class."""
+        return {name: first_component(weighted, session.rank) for name, weighted in self.weighted_maps(session).items()}

@@ -8,23 +8,23 @@ import torch
 
 from camkit.errors import InputError
 from camkit.methods import register
-from camkit.methods.base import Pass, Session
+from camkit.methods.base import Pass, Session, needed, per_channel
 from camkit.methods.weighted import ChannelWeightMethod
 
 
 def gradcampp_weights(activations: torch.Tensor, g1: torch.Tensor, g2: torch.Tensor, g3: torch.Tensor,
                       eps: float = 1e-6) -> torch.Tensor:
-    r"""Grad-CAM++ channel weights (B, K, C) from activations (B, C, h, w) and gradient powers (B, K, C, h, w).
+    r"""Grad-CAM++ channel weights (B, K, C) from activations (B, C, *grid) and gradient powers (B, K, C, *grid).
 
     .. math:: \alpha^c_k(i,j) = \frac{g^2_{ij}}{2 g^2_{ij} + \sum_{a,b} A_k(a,b)\, g^3_{ij}},
               \qquad w^c_k = \sum_{i,j} \alpha^c_k(i,j)\, \mathrm{ReLU}(g_{ij})
 
     with :math:`\alpha = 0` where :math:`g^2 = 0`.
     """
-    total = activations.sum((2, 3))[:, None, :, None, None]  # (B, 1, C, 1, 1)
+    total = per_channel(activations.flatten(2).sum(-1), activations.dim() - 2)[:, None]  # (B, 1, C, 1, …)
     alpha = g2 / (2 * g2 + total * g3 + eps)
     alpha = torch.where(g2 != 0, alpha, torch.zeros_like(alpha))
-    return (alpha * torch.relu(g1)).sum((3, 4))
+    return (alpha * torch.relu(g1)).flatten(3).sum(-1)
 
 
 @register("gradcam++")
@@ -43,8 +43,13 @@ class GradCAMPlusPlus(ChannelWeightMethod):
     >>> e = camkit.explain(model, images, method="gradcam++")   # doctest: +SKIP
     """
 
-    def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        return gradcampp_weights(activations, gradients, gradients.pow(2), gradients.pow(3))
+    spatial_ranks = (1, 2, 3)
+
+    def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                layer: str) -> torch.Tensor:
+        """Grad-CAM++ weights from the gradient and its powers."""
+        g = needed(gradients)
+        return gradcampp_weights(activations, g, g.pow(2), g.pow(3))
 
 
 @register("smoothgradcam++")
@@ -67,6 +72,8 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
     >>> e = camkit.explain(model, images, method="smoothgradcam++", samples=8)   # doctest: +SKIP
     """
 
+    spatial_ranks = (1, 2, 3)
+
     def __init__(self, samples: int = 4, std: float = 0.3, seed: int | None = 0):
         if not isinstance(samples, int) or samples < 1:
             raise InputError(f"samples must be a positive int, got {samples!r}")
@@ -75,6 +82,7 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
         self.samples, self.std, self.seed = samples, float(std), seed
 
     def channel_weights(self, session: Session) -> tuple[Pass, dict[str, torch.Tensor]]:
+        """The clean pass and Grad-CAM++ weights from gradient powers averaged over noisy passes."""
         clean = session.forward(gradients=False)
         images = session.images
         generator = torch.Generator()
@@ -87,16 +95,13 @@ class SmoothGradCAMPlusPlus(ChannelWeightMethod):
             # one noise field shared by every image: an image's map does not depend on its batch
             noise = torch.randn((1, *images.shape[1:]), generator=generator).to(images)
             noisy = session.forward(images=images + self.std * noise, gradients=True)
-            for name, g in noisy.gradients.items():
-                powers = (g, g * g, g * g * g)
-                if name not in sums:
-                    sums[name] = list(powers)
-                else:
-                    sums[name] = [s + p for s, p in zip(sums[name], powers)]
-        weights = {
-            name: gradcampp_weights(clean.activations[name], *(s / self.samples for s in sums[name]))
-            for name in clean.activations
-        }
+            for name, g in needed(noisy.gradients).items():
+                powers = [g, g * g, g * g * g]
+                sums[name] = powers if name not in sums else [s + p for s, p in zip(sums[name], powers, strict=True)]
+        weights = {}
+        for name in clean.activations:
+            g1, g2, g3 = (s / self.samples for s in sums[name])
+            weights[name] = gradcampp_weights(clean.activations[name], g1, g2, g3)
         return clean, weights
 
     def __repr__(self) -> str:

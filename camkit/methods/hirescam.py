@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from camkit.methods import register
-from camkit.methods.base import Session
+from camkit.methods.base import Session, needed
 from camkit.methods.weighted import ElementwiseMethod
 
 
@@ -21,11 +21,17 @@ class HiResCAM(ElementwiseMethod):
     >>> e = camkit.explain(model, images, method="hirescam")   # doctest: +SKIP
     """
 
-    def elementwise(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        return gradients * activations[:, None]
+    spatial_ranks = (1, 2, 3)
 
-    def combine(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        return torch.einsum("bkchw,bchw->bkhw", gradients, activations)
+    def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                    layer: str) -> torch.Tensor:
+        """``∂S_c/∂A ⊙ A`` (B, K, C, *grid)."""
+        return needed(gradients) * activations[:, None]
+
+    def combine(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                layer: str) -> torch.Tensor:
+        """``Σ_k ∂S_c/∂A_k ⊙ A_k`` without building the (B, K, C, *grid) product."""
+        return torch.einsum("bkc...,bc...->bk...", needed(gradients), activations)
 
 
 @register("gradcam-elementwise")
@@ -40,5 +46,9 @@ class GradCAMElementwise(ElementwiseMethod):
     >>> e = camkit.explain(model, images, method="gradcam-elementwise")   # doctest: +SKIP
     """
 
-    def elementwise(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        return torch.relu(gradients * activations[:, None])
+    spatial_ranks = (1, 2, 3)
+
+    def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                    layer: str) -> torch.Tensor:
+        """``ReLU(∂S_c/∂A ⊙ A)`` (B, K, C, *grid)."""
+        return torch.relu(needed(gradients) * activations[:, None])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from camkit.methods import register
-from camkit.methods.base import Session
+from camkit.methods.base import Session, needed
 from camkit.methods.weighted import ElementwiseMethod
 
 
@@ -21,5 +21,9 @@ class LayerCAM(ElementwiseMethod):
     >>> e = camkit.explain(model, images, method="layercam", layer=["layer3", "layer4"])   # doctest: +SKIP
     """
 
-    def elementwise(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        return torch.relu(gradients) * activations[:, None]
+    spatial_ranks = (1, 2, 3)
+
+    def elementwise(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                    layer: str) -> torch.Tensor:
+        """``ReLU(∂S_c/∂A) ⊙ A`` (B, K, C, *grid)."""
+        return torch.relu(needed(gradients)) * activations[:, None]

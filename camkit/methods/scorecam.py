@@ -7,11 +7,12 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-import torch.nn.functional as F
 
 from camkit.errors import InputError
-from camkit.maps import normalize_maps
+from camkit.maps import normalize_maps, resize_maps
 from camkit.methods import register
 from camkit.methods.base import Session
 from camkit.methods.weighted import ChannelWeightMethod, chunk_size
@@ -19,19 +20,22 @@ from camkit.methods.weighted import ChannelWeightMethod, chunk_size
 __all__ = ["ScoreCAM", "SSCAM", "ISCAM", "channel_masks"]
 
 
-def channel_masks(activations: torch.Tensor, size: tuple[int, int], normalize: str = "input",
-                  align_corners: bool = False) -> torch.Tensor:
-    """Masks (B, C, H, W) in [0, 1] from activations (B, C, h, w): bilinear upsampling and per-channel min-max.
+def channel_masks(activations: torch.Tensor, size: Sequence[int], normalize: str = "input",
+                  align_corners: bool = False, extent: Sequence[float] | None = None) -> torch.Tensor:
+    """Masks (B, C, *S) in [0, 1] from activations (B, C, *grid): (bi/tri)linear upsampling and
+    per-channel min-max.
 
     ``normalize="input"``: upsample, then min-max (the paper, pytorch-grad-cam); ``"layer"``: min-max at
     layer resolution, then upsample (torchcam).  A constant channel gives an all-zero mask.
+    ``extent``: the part of the grid the input covers (see :func:`camkit.maps.resize_maps`).
     """
+    rank = len(size)
     if normalize == "layer":
-        activations = normalize_maps(activations)
+        activations = normalize_maps(activations, rank)
     elif normalize != "input":
         raise InputError(f"normalize must be 'input' or 'layer', got {normalize!r}")
-    masks = F.interpolate(activations, size=tuple(size), mode="bilinear", align_corners=align_corners)
-    return normalize_maps(masks) if normalize == "input" else masks
+    masks = resize_maps(activations, size, align_corners=align_corners, extent=extent)
+    return normalize_maps(masks, rank) if normalize == "input" else masks
 
 
 class _MaskedScoreMethod(ChannelWeightMethod):
@@ -52,28 +56,32 @@ class _MaskedScoreMethod(ChannelWeightMethod):
         self.weighting, self.normalize, self.align_corners = weighting, normalize, align_corners
         self.max_channels = max_channels
 
+    spatial_ranks = (1, 2, 3)
+
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
-        """Scores (n, B, K) for masks (n, B, 1, H, W) of channels ``first … first + n − 1``."""
+        """Scores (n, B, K) for masks (n, B, 1, *S) of channels ``first … first + n − 1``."""
         raise NotImplementedError
 
     def _score(self, session: Session, masks: torch.Tensor) -> torch.Tensor:
         return session.scores_of(masks * session.images[None], self.weighting == "probability")
 
-    def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
+    def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                layer: str) -> torch.Tensor:
         images = session.images
         b, c = activations.shape[:2]
         chosen = None
         if self.max_channels is not None and self.max_channels < c:
-            chosen = activations.mean((2, 3)).topk(self.max_channels, dim=1).indices  # (B, C')
-            activations = activations.gather(1, chosen[..., None, None].expand(-1, -1, *activations.shape[-2:]))
+            chosen = activations.flatten(2).mean(-1).topk(self.max_channels, dim=1).indices  # (B, C')
+            index = chosen.view(*chosen.shape, *[1] * session.rank).expand(-1, -1, *activations.shape[2:])
+            activations = activations.gather(1, index)
         n = chunk_size(b, images, self.batch_size, self.memory_budget)
-        scores = []
+        chunks = []
         for start in range(0, activations.shape[1], n):
             chunk = activations[:, start:start + n]
-            masks = channel_masks(chunk, images.shape[-2:], self.normalize, self.align_corners)
-            masks = masks.to(images.dtype).transpose(0, 1)[:, :, None]  # (n, B, 1, H, W)
-            scores.append(self.mask_scores(session, masks, start))
-        scores = torch.cat(scores).permute(1, 2, 0)  # (B, K, C')
+            masks = channel_masks(chunk, images.shape[2:], self.normalize, self.align_corners, session.extent)
+            masks = masks.to(images.dtype).transpose(0, 1)[:, :, None]  # (n, B, 1, *S)
+            chunks.append(self.mask_scores(session, masks, start))
+        scores = torch.cat(chunks).permute(1, 2, 0)  # (B, K, C')
         weights = scores.softmax(-1) if self.weighting == "softmax" else scores
         if chosen is None:
             return weights
@@ -112,6 +120,7 @@ class ScoreCAM(_MaskedScoreMethod):
     """
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores of the input masked by each channel."""
         return self._score(session, masks)
 
 
@@ -137,14 +146,15 @@ class SSCAM(_MaskedScoreMethod):
         self.samples, self.std, self.seed = samples, float(std), seed
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
+        """Scores averaged over ``samples`` noisy copies of each mask."""
         # noise of channel k, sample n: drawn from a generator seeded by (seed, k), shared by the batch
         generator = torch.Generator()
         fields = []
         for k in range(first, first + masks.shape[0]):
             generator.manual_seed(self.seed * 1_000_003 + k)
-            fields.append(torch.randn((self.samples, 1, *masks.shape[-2:]), generator=generator))
-        noise = torch.stack(fields, 1).to(masks)  # (samples, n, 1, H, W), broadcast over the batch
-        total = 0
+            fields.append(torch.randn((self.samples, 1, *masks.shape[3:]), generator=generator))
+        noise = torch.stack(fields, 1).to(masks)  # (samples, n, 1, *S), broadcast over the batch
+        total = torch.zeros(())
         for n in range(self.samples):
             total = total + self._score(session, masks + self.std * noise[n][:, None])
         return total / self.samples
@@ -173,7 +183,8 @@ class ISCAM(_MaskedScoreMethod):
         self.samples = samples
 
     def mask_scores(self, session: Session, masks: torch.Tensor, first: int) -> torch.Tensor:
-        total, coefficient = 0, 0.0
+        """Scores averaged over the masks scaled by β_1 … β_N."""
+        total, coefficient = torch.zeros(()), 0.0
         for n in range(1, self.samples + 1):
             coefficient += n / self.samples
             total = total + self._score(session, coefficient * masks)

@@ -5,13 +5,13 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from camkit.errors import InputError
-from camkit.methods.base import Method, Session
+from camkit.methods.base import LayerMaps, Method, Session
 from camkit.methods.weighted import first_component, weighted_maps_of
 from camkit.targets import select_output
 
@@ -43,9 +43,11 @@ class EigenSmoothed(Method):
         self.method = method
         self.name = method.name
         self.needs_gradients = method.needs_gradients
+        self.spatial_ranks = method.spatial_ranks
 
-    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
-        return {name: first_component(w) for name, w in weighted_maps_of(self.method, session).items()}
+    def __call__(self, session: Session) -> LayerMaps:
+        """The first principal component of the wrapped method's weighted activations, per layer."""
+        return {name: first_component(w, session.rank) for name, w in weighted_maps_of(self.method, session).items()}
 
     def __repr__(self) -> str:
         return f"EigenSmoothed({self.method!r})"
@@ -88,12 +90,16 @@ class TTASmoothed(Method):
         self.method = method
         self.name = method.name
         self.needs_gradients = method.needs_gradients
+        self.spatial_ranks = tuple(r for r in method.spatial_ranks if r == 2)  # flips and rescaling of images
         self.flips = (False, True) if flips else (False,)
         self.scales = tuple(float(s) for s in scales)
         self.intensities = tuple(float(i) for i in intensities)
 
-    def __call__(self, session: Session) -> dict[str, torch.Tensor]:
+    def __call__(self, session: Session) -> LayerMaps:
+        """The mean of the rectified maps of every augmentation, each mapped back to the original grid."""
         base = self.method(session)  # fixes the explained classes on the original images
+        if not isinstance(session.first.output, torch.Tensor):
+            raise InputError("TTA smoothing does not apply to a detector's boxes: flips and rescaling move them")
         sizes = {name: maps.shape[-2:] for name, maps in base.items()}
         total = {name: torch.relu(maps.float()) for name, maps in base.items()}
         count = 1
@@ -110,16 +116,19 @@ class TTASmoothed(Method):
 
     def _sub_session(self, session: Session, flip: bool, scale: float, intensity: float) -> Session:
         images = _transform(session.images, flip, scale, intensity)
-        out_size = session.first.output.shape[-2:]
+        first_output = session.first.output
+        assert isinstance(first_output, torch.Tensor)
+        out_size = first_output.shape[-2:]
         user_select = session.output_fn
 
-        def select(output):
-            output = select_output(output, user_select)
-            if output.dim() == 4:  # dense prediction: back to the original grid before scoring
-                output = _undo(output, flip, out_size)
-            return output
+        def select(output: object) -> object:
+            selected = select_output(output, user_select)
+            if isinstance(selected, torch.Tensor) and selected.dim() == 4:  # dense: back to the original grid
+                selected = _undo(selected, flip, out_size)
+            return selected
 
         return session.derive(images, output_fn=select)
 
     def __repr__(self) -> str:
-        return f"TTASmoothed({self.method!r}, flips={len(self.flips) == 2}, scales={self.scales}, intensities={self.intensities})"
+        return (f"TTASmoothed({self.method!r}, flips={len(self.flips) == 2}, scales={self.scales}, "
+                f"intensities={self.intensities})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from camkit.methods import register
-from camkit.methods.base import Session
+from camkit.methods.base import Session, needed
 from camkit.methods.weighted import ChannelWeightMethod
 
 
@@ -24,7 +24,10 @@ class XGradCAM(ChannelWeightMethod):
     """
 
     eps = 1e-7
+    spatial_ranks = (1, 2, 3)
 
-    def weights(self, activations, gradients, session: Session, layer: str) -> torch.Tensor:
-        total = activations.sum((2, 3))[:, None]  # (B, 1, C)
-        return (gradients * activations[:, None]).sum((3, 4)) / (total + self.eps)
+    def weights(self, activations: torch.Tensor, gradients: torch.Tensor | None, session: Session,
+                layer: str) -> torch.Tensor:
+        """``w_k = Σ_p A_k(p) ∂S_c/∂A_k(p) / Σ_p A_k(p)``."""
+        total = activations.flatten(2).sum(-1)[:, None]  # (B, 1, C)
+        return (needed(gradients) * activations[:, None]).flatten(3).sum(-1) / (total + self.eps)

@@ -24,18 +24,21 @@ normalises raw ones), or an ``Explanation``-like object (anything with ``.maps``
 
 One job per module: :mod:`~camkit.plot.inputs` (reading images and maps),
 :mod:`~camkit.plot.pixels` (blending and drawing into arrays), :mod:`~camkit.plot.boxes` (boxes
-on axes and images), :mod:`~camkit.plot.figures` (overlay, grid, compare, saving) and
-:mod:`~camkit.plot.curves` (BoxAcc-vs-τ curves).
+on axes and images), :mod:`~camkit.plot.figures` (overlay, grid, compare, saving),
+:mod:`~camkit.plot.curves` (BoxAcc-vs-τ curves) and :mod:`~camkit.plot.sequences` (frame strips
+for clips, line plots for signals).
 """
 from camkit.plot.boxes import GT_COLOR, PRED_COLOR, draw_boxes
 from camkit.plot.curves import threshold_curve
 from camkit.plot.figures import compare, figure_to_array, grid, new_figure, overlay, save
 from camkit.plot.inputs import to_rgb
 from camkit.plot.pixels import blend, overlay_arrays
+from camkit.plot.sequences import frame_strip, signal_plot
 
 __all__ = [
     "PRED_COLOR", "GT_COLOR",
     "to_rgb", "blend", "overlay_arrays", "draw_boxes",
     "overlay", "grid", "compare", "threshold_curve",
     "new_figure", "figure_to_array", "save",
+    "frame_strip", "signal_plot",
 ]
