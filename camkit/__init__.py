@@ -14,8 +14,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "augmented", "bench", "cli", "data", "detection", "errors", "explainer", "faithfulness", "hooks", "io",
-    "layers", "layouts", "localize", "maps", "methods", "models", "plot", "targets", "train",
+    "augmented", "bench", "cli", "data", "detection", "errors", "explainer", "faithfulness", "hooks",
+    "imagefiles", "io", "layers", "layouts", "localize", "maps", "methods", "models", "photos", "plot", "targets",
+    "train",
 )
 # The function ``camkit.explain`` lives in ``camkit.explainer`` so that no submodule shadows it.
 _LAZY_ATTRIBUTES = {

@@ -21,3 +21,13 @@ class HeadError(CamkitError, ValueError):
 class RunError(CamkitError, RuntimeError):
     """A run failed for a reason other than its inputs (e.g. a process of a distributed benchmark
     stopped); the command line answers it with exit code 1, not 2."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line for a message: its first line, led by its type when the text alone
+    would not say what happened (a ``KeyError``'s key, an empty message)."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(error, (KeyError, IndexError, EOFError)) or len(text) < 12:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text

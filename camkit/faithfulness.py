@@ -7,7 +7,8 @@ is accepted, a map of another size is resized bilinearly) and the class each map
 pick one with ``maps[:, k:k+1]``, ``classes[:, k]``.  It runs the model in eval
 mode without gradients on batches of at most ``batch_size`` perturbed images, and restores the
 model's modes.  ``score="prob"`` (default) scores the softmax probability of the class,
-``"logit"`` the raw logit.  Random choices (ties in a map's ranking, ROAD's noise) come from a
+``"logit"`` the raw logit; a class index out of the model's range raises
+:class:`camkit.errors.InputError`.  Random choices (ties in a map's ranking, ROAD's noise) come from a
 generator seeded with ``seed``: results are deterministic.
 
 * :func:`deletion`, :func:`insertion`: curves and their AUC (Petsiuk et al., RISE, BMVC 2018).
@@ -33,7 +34,7 @@ from torch import nn
 from camkit.errors import InputError
 from camkit.hooks import preserved_state
 from camkit.maps import resize_maps
-from camkit.targets import select_output
+from camkit.targets import check_class_range, select_output
 
 __all__ = ["Curve", "deletion", "insertion", "average_drop", "increase_in_confidence", "road", "blur", "impute_linear"]
 
@@ -99,6 +100,7 @@ def _scorer(model: nn.Module, score: str,
         logits = select_output(model(images), output).float()
         if logits.dim() != 2:
             raise InputError(f"faithfulness metrics need (B, num_classes) outputs, got {tuple(logits.shape)}")
+        check_class_range(classes, logits.shape[1])
         values = logits.softmax(1) if score == "prob" else logits
         return values.gather(1, classes[:, None].to(values.device))[:, 0]
 

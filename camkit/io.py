@@ -10,12 +10,16 @@ error the temporary file is removed.  Parent folders are created.
     >>> io.save_torch("out/model.pt", {"state_dict": model.state_dict()})  # doctest: +SKIP
 
 Writers that need a path of their own (matplotlib's ``savefig``, PIL's ``Image.save``) use
-:func:`atomic_path`.
+:func:`atomic_path`; :func:`write_png` writes an image array.  Before any work is done, a command
+checks where it will write: :func:`output_folder` and :func:`output_file` raise
+:class:`camkit.errors.InputError` naming the problem (a file where a folder is meant, a folder that
+cannot be created or written to).
 """
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +28,10 @@ from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "to_json", "json_default", "save_torch"]
+from camkit.errors import InputError
+
+__all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "to_json", "json_default", "save_torch",
+           "write_png", "output_folder", "output_file"]
 
 
 @contextmanager
@@ -94,3 +101,46 @@ def save_torch(path: str | os.PathLike, obj: Any) -> Path:
         torch.save(obj, handle)
 
     return _write(path, write, "wb")
+
+
+def write_png(path: str | os.PathLike, pixels: Any) -> Path:
+    """Write an image ``(H, W, 3)`` (float in [0, 1] or uint8) as a PNG at ``path``, atomically."""
+    from PIL import Image
+
+    array = np.asarray(pixels)
+    if array.dtype != np.uint8:
+        array = np.rint(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
+    with atomic_path(path) as temporary:
+        Image.fromarray(array).save(temporary, format="PNG")
+    return Path(path)
+
+
+def output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Make ``path`` a folder camkit can write into (created when missing) before any work is done.
+
+    Raises :class:`InputError` naming ``what`` when ``path`` is a file, a parent is a file, or the
+    folder cannot be created or written to (a file is created there and removed to find out)."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{what} {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{what} {folder}: cannot create the folder: {error.strerror or error}") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".camkit-probe-"):
+            pass
+    except OSError as error:
+        raise InputError(f"{what} {folder} is not writable: {error.strerror or error}") from None
+    return folder
+
+
+def output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Check that a file can be written at ``path`` (its folder is created when missing) before any
+    work is done; raises :class:`InputError` naming ``what`` when ``path`` is a folder or its folder
+    cannot be written to."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{what} {target} is a folder, not a file")
+    output_folder(target.parent if str(target.parent) else Path("."), what=f"{what} {target}: folder")
+    return target

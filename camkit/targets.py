@@ -23,9 +23,8 @@ import torch
 
 from camkit.errors import InputError
 
-__all__ = ["Segmentation", "TargetSpec", "ModelOutput", "Resolvable", "select_output", "select_explained",
-           "resolve_targets",
-           "is_detection_output", "detach_output"]
+__all__ = ["Segmentation", "TargetSpec", "ModelOutput", "Resolvable", "check_class_range", "select_output",
+           "select_explained", "resolve_targets", "is_detection_output", "detach_output"]
 
 #: What camkit explains of a model's output: a tensor, or a detector's list of per-image dicts.
 ModelOutput = torch.Tensor | list[dict[str, torch.Tensor]]
@@ -49,7 +48,7 @@ class Segmentation:
         """Scores (B,) of a dense output (B, N, H, W) (see the class docstring)."""
         if output.dim() != 4:
             raise InputError(f"Segmentation targets need a dense (B, N, H, W) output, got shape {tuple(output.shape)}")
-        _check_class_range(torch.tensor([self.cls]), output.shape[1])
+        check_class_range(torch.tensor([self.cls]), output.shape[1])
         logits = output[:, self.cls].float()
         if self.mask is None:
             mask = (output.argmax(1) == self.cls).float()
@@ -127,7 +126,8 @@ class Resolvable(Protocol):
         ...
 
 
-def _check_class_range(classes: torch.Tensor, num_classes: int) -> None:
+def check_class_range(classes: torch.Tensor, num_classes: int) -> None:
+    """Raise an ``InputError`` naming the first class index outside ``0..num_classes-1``."""
     if classes.numel() and (classes.min() < 0 or classes.max() >= num_classes):
         bad = classes[(classes < 0) | (classes >= num_classes)][0].item()
         raise InputError(f"class index {bad} out of range: the model has {num_classes} classes (0..{num_classes - 1})")
@@ -209,5 +209,5 @@ def resolve_targets(output: ModelOutput, targets: TargetSpec, top_k: int | None)
                 raise InputError(f"got targets of shape {tuple(classes.shape)} for a batch of {batch} images; "
                                  "give one class (or K classes) per image")
         classes = classes.long().to(output.device)
-        _check_class_range(classes, num_classes)
+        check_class_range(classes, num_classes)
     return ResolvedTargets(classes, _class_scorer(classes))

@@ -10,30 +10,40 @@
 The data set is rendered once into memory (``float16``) so that training is not data bound.
 Each epoch reseeds the shuffling and dropout from ``seed + epoch``, and a checkpoint is written
 atomically after every epoch, so an interrupted run resumed from its checkpoint continues exactly
-where it stopped.  The learning rate follows a linear warm-up then a cosine decay, per step:
+where it stopped.  The checkpoint records the run's settings (:func:`run_settings`: the model's
+architecture, a digest of the training and validation data, every option): a checkpoint is
+continued only when they are the same, otherwise :func:`train` refuses and names the differences
+(``resume=True`` continues it to another number of epochs, ``resume=False`` starts afresh).
+The learning rate follows a linear warm-up then a cosine decay, per step:
 
     lr(t) = lr · t / T_w                            for t < T_w
     lr(t) = lr · ½ (1 + cos(π (t - T_w) / (T - T_w)))  otherwise
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camkit.errors import InputError
+from camkit.errors import InputError, one_line
 from camkit.io import save_torch
 from camkit.targets import select_output
 
-__all__ = ["train", "evaluate", "stack", "save_checkpoint", "load_checkpoint", "cosine_lr"]
+__all__ = ["train", "evaluate", "stack", "save_checkpoint", "load_checkpoint", "cosine_lr", "run_settings",
+           "differences", "Plan", "plan_run", "TensorSet"]
 
-CHECKPOINT_FORMAT = "camkit-train-v1"
+CHECKPOINT_FORMAT = "camkit-train-v2"
+#: Checkpoints of earlier versions: readable, but they do not record their settings.
+_OLDER_FORMATS = ("camkit-train-v1",)
 
 
 @dataclass
@@ -118,11 +128,124 @@ def save_checkpoint(path, state: dict) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs);
+    a file that is not one (unreadable, truncated, another format) raises :class:`InputError`."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"checkpoint {path} does not exist") from None
+    except Exception as error:  # truncated, not a torch file, or pickled objects weights_only refuses
+        raise InputError(f"cannot read checkpoint {path} (truncated, or not a PyTorch file): "
+                         f"{one_line(error)}") from None
+    if (not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, *_OLDER_FORMATS)
+            or not isinstance(state.get("epoch"), int) or "model" not in state):
         raise InputError(f"{path} is not a camkit training checkpoint (format {CHECKPOINT_FORMAT!r})")
     return state
+
+
+def _tensor_digest(data: TensorSet | None) -> str | None:
+    if data is None:
+        return None
+    digest = hashlib.sha1()
+    for tensor in (data.images, data.labels):
+        array = tensor.contiguous().numpy()
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _model_description(model: nn.Module) -> dict[str, Any]:
+    """The architecture: its class, its ``config`` when it has one (NiN's), its parameter shapes."""
+    shapes = hashlib.sha1(repr([(n, tuple(p.shape)) for n, p in model.state_dict().items()]).encode())
+    config = getattr(model, "config", None)
+    return {"class": type(model).__name__, "config": dict(config) if isinstance(config, Mapping) else None,
+            "parameters": shapes.hexdigest()}
+
+
+def run_settings(model: nn.Module, *, epochs: int, lr: float, optimizer: str, weight_decay: float,
+                 momentum: float, batch_size: int, warmup_epochs: float, class_weights, label_smoothing: float,
+                 flip: bool, seed: int, data: TensorSet | None = None, val: TensorSet | None = None,
+                 describe: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that makes a training run, as JSON-like values: the model's architecture, the
+    options of :func:`train`, digests of the training and validation data (when given), and
+    ``describe`` (what the caller knows of its data, e.g. the command line's shapes options)."""
+    if isinstance(class_weights, torch.Tensor):
+        class_weights = class_weights.tolist()
+    settings: dict[str, Any] = {
+        "model": _model_description(model), "epochs": int(epochs), "lr": float(lr), "optimizer": optimizer,
+        "weight_decay": float(weight_decay), "momentum": float(momentum), "batch_size": int(batch_size),
+        "warmup_epochs": float(warmup_epochs), "class_weights": class_weights,
+        "label_smoothing": float(label_smoothing), "flip": bool(flip), "seed": int(seed),
+        "describe": dict(describe or {}),
+    }
+    if data is not None:
+        settings["data"] = _tensor_digest(data)
+        settings["val_data"] = _tensor_digest(val)
+    return settings
+
+
+def differences(saved: Mapping[str, Any], now: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``["lr: 0.003 → 0.1", ...]``: the settings (nested keys joined by dots) that differ between
+    ``saved`` and ``now``, except the keys in ``ignore`` and those only one side records."""
+    found: list[str] = []
+    for key in sorted(set(saved) & set(now)):
+        if key in ignore or saved[key] == now[key]:
+            continue
+        if isinstance(saved[key], Mapping) and isinstance(now[key], Mapping):
+            found += [f"{key}.{item}" for item in differences(saved[key], now[key])]
+        elif key in ("data", "val_data", "parameters"):
+            found.append(f"{key} (other content)")
+        else:
+            found.append(f"{key}: {saved[key]!r} → {now[key]!r}")
+    return found
+
+
+@dataclass
+class Plan:
+    """What :func:`train` does with an existing checkpoint: start at ``start_epoch`` (0: afresh)
+    with ``history`` so far, from ``state`` (``None``: afresh); ``message`` says so (empty when
+    there was nothing to continue)."""
+
+    start_epoch: int
+    history: list[dict]
+    state: dict | None
+    message: str
+
+
+def plan_run(checkpoint, settings: Mapping[str, Any], resume: bool | None = None) -> Plan:
+    """Decide how a run with ``settings`` treats ``checkpoint`` (a path or ``None``).
+
+    ``resume=None`` (default): continue a checkpoint only when every setting is the same (an
+    interrupted run); ``True``: continue it even to another number of epochs (the learning-rate
+    schedule is stretched to the new total; its other settings must still be the same);
+    ``False``: start afresh, overwriting it.  Raises :class:`InputError` naming the differing
+    settings, or when ``epochs`` is fewer than the epochs already trained."""
+    epochs = int(settings["epochs"])
+    path = None if checkpoint is None else Path(checkpoint)
+    if path is None or resume is False or not path.exists():
+        if resume is True:
+            raise InputError("nothing to resume: no checkpoint given" if path is None
+                             else f"nothing to resume: checkpoint {path} does not exist")
+        existed = resume is False and path is not None and path.exists()
+        return Plan(0, [], None, f"overwriting {path}: starting afresh" if existed else "")
+    state = load_checkpoint(path)
+    done, saved = int(state["epoch"]), state.get("settings")
+    options = "--resume (resume=True) to continue it, or --overwrite (resume=False) to start afresh"
+    changed = [] if saved is None else differences(saved, settings, ignore=("epochs",))
+    if changed:
+        raise InputError(f"{path} holds a run with other settings ({'; '.join(changed)}): rerun with its "
+                         "settings to resume it, or pass --overwrite (resume=False) to start afresh")
+    if epochs < done:
+        raise InputError(f"{path} has already trained {done} epochs; {epochs} is fewer: pass --overwrite "
+                         f"(resume=False) to train afresh, or --epochs of at least {done} to keep them")
+    if saved is None and resume is not True:
+        raise InputError(f"{path} does not record its settings (written by an older camkit): pass {options}")
+    if saved is not None and epochs != saved["epochs"] and resume is not True:
+        raise InputError(f"{path} holds a run of {saved['epochs']} epochs ({done} done); {epochs} epochs "
+                         f"changes its learning-rate schedule: pass {options}")
+    message = (f"resuming {path} from epoch {done + 1} of {epochs}" if done < epochs
+               else f"{path} has finished all {done} epochs: nothing to train")
+    return Plan(done, list(state.get("history", [])), state, message)
 
 
 def _make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float):
@@ -136,23 +259,39 @@ def _make_optimizer(name: str, params, lr: float, weight_decay: float, momentum:
 def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float = 3e-3, *,
           optimizer: str = "adamw", weight_decay: float = 5e-4, momentum: float = 0.9,
           batch_size: int = 64, warmup_epochs: float = 0.5, class_weights=None,
-          label_smoothing: float = 0.0, flip: bool = True, checkpoint=None, resume: bool = True,
-          seed: int = 0, progress: bool = True, log=None) -> list[dict]:
+          label_smoothing: float = 0.0, flip: bool = True, checkpoint=None, resume: bool | None = None,
+          seed: int = 0, progress: bool = True, log: Callable[[dict], None] | None = None,
+          notify: Callable[[str], None] | None = None, describe: Mapping[str, Any] | None = None) -> list[dict]:
     """Train ``model`` on full images with cross-entropy; return one record per epoch.
 
     ``train_set`` / ``val_set``: data sets of ``{"image", "label"}`` items (e.g. ``Shapes``) or a
     ``TensorSet``; both are rendered into memory once.  ``class_weights``: ``None``, ``"balanced"``
     (inverse class frequency) or a ``(num_classes,)`` tensor.  ``flip`` mirrors half of each batch
-    left-right.  With ``checkpoint`` set, the training state is saved after every epoch, and with
-    ``resume`` an existing checkpoint is continued.  Records: ``epoch``, ``lr``, ``train_loss``,
-    ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``.
+    left-right.  With ``checkpoint`` set, the training state and the run's settings
+    (:func:`run_settings`, with ``describe``) are saved after every epoch; an existing checkpoint is
+    treated as :func:`plan_run` says (``resume``: ``None`` continues only the same run, ``True``
+    also to another number of epochs, ``False`` starts afresh), and ``notify`` is told what happens
+    (``"resuming run.ckpt from epoch 3 of 5"``).  A finished run loads its weights into ``model``
+    and returns its history without training.  ``log`` gets each epoch's record: ``epoch``,
+    ``lr``, ``train_loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``seconds``.
     """
     if epochs < 1:
         raise InputError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum),
+                        ("warmup_epochs", warmup_epochs), ("label_smoothing", label_smoothing)):
+        if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+            raise InputError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}, got {value}")
     data = stack(train_set, progress=progress)
     val = stack(val_set, progress=progress) if val_set is not None else None
+    settings = run_settings(model, epochs=epochs, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                            momentum=momentum, batch_size=batch_size, warmup_epochs=warmup_epochs,
+                            class_weights=class_weights, label_smoothing=label_smoothing, flip=flip, seed=seed,
+                            data=data, val=val, describe=describe)
+    plan = plan_run(checkpoint, settings, resume)
+    if notify is not None and plan.message:
+        notify(plan.message)
     num_classes = int(getattr(model, "num_classes", data.labels.max().item() + 1))
     criterion = nn.CrossEntropyLoss(weight=_class_weights(class_weights, data.labels, num_classes),
                                     label_smoothing=label_smoothing)
@@ -160,14 +299,14 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
     steps_per_epoch = math.ceil(len(data) / batch_size)
     total_steps, warmup = epochs * steps_per_epoch, int(warmup_epochs * steps_per_epoch)
 
-    history: list[dict] = []
-    current_lr = lr
-    start_epoch = 0
-    if checkpoint is not None and resume and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        history, start_epoch = list(state["history"]), int(state["epoch"])
+    history, start_epoch, current_lr = plan.history, plan.start_epoch, lr
+    if plan.state is not None:
+        try:
+            model.load_state_dict(plan.state["model"])
+            opt.load_state_dict(plan.state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise InputError(f"cannot resume {checkpoint}: its model or optimizer state does not fit: "
+                             f"{one_line(error)}") from None
 
     for epoch in range(start_epoch, epochs):
         began = time.perf_counter()
@@ -210,7 +349,7 @@ def train(model: nn.Module, train_set, val_set=None, epochs: int = 10, lr: float
         if checkpoint is not None:
             save_checkpoint(checkpoint, {"format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                                          "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                         "history": history})
+                                         "history": history, "settings": settings})
         if log is not None:
             log(record)
     model.eval()

@@ -20,6 +20,8 @@ MODULES = [
     ("camkit.models", None),
     ("camkit.train", None),
     ("camkit.plot", None),
+    ("camkit.imagefiles", None),
+    ("camkit.photos", None),
     ("camkit.bench", None),
     ("camkit.errors", None),
 ]

@@ -132,14 +132,87 @@ def test_an_interrupted_run_resumes_without_recomputing_finished_chunks(shapes, 
 
     second = Interruptible(shapes)
     resumed = bench.run(model, second, out_dir=tmp_path / "resumed", **options)
-    assert sorted(second.read) == list(range(4, 12))
+    # chunk 0 is read once, to compare its content; chunks 1 and 2 once, to evaluate them
+    assert sorted(second.read) == list(range(12))
     assert resumed["run"]["chunks_resumed_rank0"] == 1
+    assert resumed["run"]["chunks_recomputed_rank0"] == {"not computed before": 2}
+    assert bench.resume_summary(resumed) == "reused 1 of 3 chunks; recomputed 2 (not computed before: 2)"
     assert _without_run(resumed) == _without_run(reference)
 
     # --no-resume recomputes everything
     third = Interruptible(shapes)
-    bench.run(model, third, out_dir=tmp_path / "resumed", resume=False, **options)
-    assert sorted(third.read) == list(range(12))
+    again = bench.run(model, third, out_dir=tmp_path / "resumed", resume=False, **options)
+    assert sorted(third.read) == list(range(12)) and again["run"]["chunks_recomputed_rank0"] == {"resume off": 3}
+
+
+class Edited(torch.utils.data.Dataset):
+    """Shapes items with some labels, boxes or pixels changed; its repr is an address (a custom
+    data set that does not describe its content)."""
+
+    def __init__(self, base, labels=None, shift_boxes=(), darken=()):
+        self.base, self.labels, self.shift_boxes, self.darken = base, labels or {}, set(shift_boxes), set(darken)
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, index):
+        item = dict(self.base[index])
+        item["label"] = self.labels.get(index, item["label"])
+        if index in self.shift_boxes:
+            item["boxes"] = item["boxes"] + torch.tensor([1, 0, 1, 0])
+        if index in self.darken:
+            item["image"] = item["image"] * 0.9
+        return item
+
+
+def test_case4_a_chunk_is_reused_only_when_its_own_content_is_the_same(shapes, tmp_path):
+    model = ColorNet().eval()
+    options = dict(methods=("cam",), batch_size=4, chunk_size=4, examples=0, progress=False)
+    first = bench.run(model, Edited(shapes), out_dir=tmp_path / "run", **options)
+    assert first["run"]["chunks_recomputed_rank0"] == {"not computed before": 3}
+    assert " at 0x" in repr(Edited(shapes))
+    same = bench.run(model, Edited(shapes), out_dir=tmp_path / "run", **options)
+    assert same["run"]["chunks_resumed_rank0"] == 3 and _without_run(same) == _without_run(first)
+    changed = "images, labels or boxes changed"
+    for edit, chunks in ((dict(labels={5: 0}), 1), (dict(shift_boxes=[1, 9]), 2), (dict(darken=[11]), 1)):
+        dataset = Edited(shapes, **edit)
+        resumed = bench.run(model, dataset, out_dir=tmp_path / "run", **options)
+        assert resumed["run"]["chunks_recomputed_rank0"] == {changed: chunks}, edit
+        fresh = bench.run(model, dataset, out_dir=tmp_path / f"fresh-{chunks}-{sorted(edit)}", **options)
+        assert _without_run(resumed) == _without_run(fresh), edit
+        bench.run(model, Edited(shapes), out_dir=tmp_path / "run", **options)   # back to the original
+    # Shapes of another scale has the same repr but other images: nothing is reused
+    other = Shapes("val", size=64, length=12, scale=(0.2, 0.3))
+    assert repr(other) == repr(shapes)
+    resumed = bench.run(model, other, out_dir=tmp_path / "run", **options)
+    assert resumed["run"]["chunks_recomputed_rank0"] == {changed: 3}
+    assert resumed["methods"] != first["methods"]
+    # another setting is named
+    resumed = bench.run(model, other, out_dir=tmp_path / "run", threshold=0.3, **options)
+    assert resumed["run"]["chunks_recomputed_rank0"] == {"settings changed (threshold)": 3}
+
+
+@pytest.mark.parametrize("option, value", [("tau_step", 0.0), ("tau_step", float("nan")), ("tau_step", 1.0),
+                                           ("iou_threshold", 0.0), ("threshold", float("nan"))])
+def test_case7_non_finite_or_out_of_range_numbers_are_input_errors(shapes, tmp_path, option, value):
+    with pytest.raises(camkit.errors.InputError, match=option):
+        bench.run(ColorNet().eval(), shapes, methods=("cam",), out_dir=tmp_path, progress=False, **{option: value})
+    assert not (tmp_path / "state").exists()
+
+
+def test_case7_an_out_that_is_a_file_is_refused_before_the_work(shapes, tmp_path):
+    (tmp_path / "taken").write_text("mine")
+    with pytest.raises(camkit.errors.InputError, match="is a file, not a folder"):
+        bench.run(ColorNet().eval(), shapes, methods=("cam",), out_dir=tmp_path / "taken", progress=False)
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_case8_examples_0_leaves_no_stale_figure(shapes, tmp_path):
+    options = dict(methods=("cam",), batch_size=4, progress=False, out_dir=tmp_path)
+    assert "examples.png" in bench.run(ColorNet().eval(), shapes, examples=2, **options)["run"]["files"]
+    assert (tmp_path / "examples.png").exists()
+    results = bench.run(ColorNet().eval(), shapes, examples=0, **options)
+    assert "examples.png" not in results["run"]["files"] and not (tmp_path / "examples.png").exists()
 
 
 class Flaky(torch.utils.data.Dataset):

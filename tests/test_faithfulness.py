@@ -206,3 +206,13 @@ def test_maps_and_classes_as_explain_returns_them():
     two = torch.stack([perfect, inverse], 1)
     with pytest.raises(InputError, match="K = 2 maps per image"):
         faithfulness.average_drop(model, images, two, classes[:, None].expand(-1, 2))
+
+
+@pytest.mark.parametrize("metric", [faithfulness.deletion, faithfulness.insertion, faithfulness.average_drop,
+                                    faithfulness.increase_in_confidence, faithfulness.road])
+def test_case8_a_class_out_of_range_is_named(metric):
+    images, perfect, _, _ = images_and_maps()
+    with pytest.raises(InputError, match="class index 99 out of range: the model has 2 classes"):
+        metric(RegionReader(), images, perfect, torch.tensor([0, 99]))
+    with pytest.raises(InputError, match="class index -1 out of range"):
+        metric(RegionReader(), images, perfect, torch.tensor([-1, 0]))

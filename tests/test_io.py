@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from camkit import io
+from camkit.errors import InputError
 
 
 def _leftovers(folder):
@@ -46,3 +47,35 @@ def test_nan_is_written_only_when_asked():
     assert io.to_json({"p": float("nan")}, indent=None, allow_nan=True) == '{"p": NaN}'
     with pytest.raises(TypeError, match="not JSON serialisable"):
         io.to_json({"x": object()})
+
+
+def test_output_folder_and_file_are_checked_before_any_work(tmp_path):
+    assert io.output_folder(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert (tmp_path / "new" / "deep").is_dir() and list((tmp_path / "new" / "deep").iterdir()) == []
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(InputError, match="--out .*afile is a file, not a folder"):
+        io.output_folder(tmp_path / "afile")
+    with pytest.raises(InputError, match="cannot create the folder"):
+        io.output_folder(tmp_path / "afile" / "sub")
+    with pytest.raises(InputError, match="cannot create the folder"):
+        io.output_folder("/proc/camkit-test")
+    with pytest.raises(InputError, match="--checkpoint .* is a folder, not a file"):
+        io.output_file(tmp_path / "new", what="--checkpoint")
+    assert io.output_file(tmp_path / "other" / "m.pt") == tmp_path / "other" / "m.pt"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_not_writable(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    with pytest.raises(InputError, match="is not writable"):
+        io.output_folder(tmp_path / "ro")
+
+
+def test_write_png_is_exact_and_atomic(tmp_path):
+    from PIL import Image
+
+    pixels = np.linspace(0, 1, 2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3)
+    io.write_png(tmp_path / "p.png", pixels)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), np.rint(pixels * 255).astype(np.uint8))
+    assert _leftovers(tmp_path) == []

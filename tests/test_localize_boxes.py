@@ -236,3 +236,28 @@ def test_one_box_validator_for_scoring_and_drawing():
     assert nonempty(drawn).tolist() == [True, False, False]
     with pytest.raises(InputError, match=r"\(4,\) or \(N, 4\)"):
         box_array(np.zeros((2, 3)))
+
+
+# --- refused input: reversed boxes, infinite maps (issue 12, item 8) ---------------------------
+
+def test_iou_refuses_a_reversed_box_naming_it_but_keeps_the_empty_box():
+    with pytest.raises(InputError, match=r"b\[1\] = \[5, 2, 3, 8\] is reversed"):
+        iou([[0, 0, 9, 9]], [[0, 0, 4, 4], [5, 2, 3, 8]])
+    with pytest.raises(InputError, match=r"a\[0\] = \[2, 9, 6, 1\] is reversed"):
+        iou([[2, 9, 6, 1]], [[0, 0, 9, 9]])
+    assert iou([EMPTY_BOX], [[0, 0, 9, 9]]).item() == 0.0  # the documented empty box stays valid
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_maps_are_refused_like_nan(bad):
+    m = np.zeros((2, 6, 6))
+    m[1, 2, 3] = bad
+    sign = "+inf" if bad > 0 else "-inf"
+    with pytest.raises(InputError, match=rf"maps contain \{sign} \(map 1\)"):
+        boxes(m)
+    with pytest.raises(InputError, match=rf"\{sign}"):
+        boxes(m, all_components=True)
+    with pytest.raises(InputError, match=rf"\{sign}"):
+        masks(torch.from_numpy(m))
+    with pytest.raises(InputError, match="NaN"):
+        masks(np.full((3, 3), np.nan))

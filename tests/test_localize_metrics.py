@@ -393,7 +393,8 @@ def test_localization_accuracy_from_ious_equals_from_boxes():
 
     rng = np.random.default_rng(3)
     gt = [np.array([[4, 4, 14, 14]] + [[20, 2, 28, 9]] * (i % 2)) for i in range(8)]
-    shift = rng.integers(-4, 5, (8, 3, 4)) * np.array([1, 2, 4])[None, :, None]   # class k: ±4·(1, 2, 4) px
+    shift = rng.integers(-4, 5, (8, 3, 2)) * np.array([1, 2, 4])[None, :, None]   # class k: ±4·(1, 2, 4) px
+    shift = shift[..., [0, 1, 0, 1]]                                              # moved, never reversed
     boxes = np.array([[4, 4, 14, 14]]) + shift                                     # (B, K, 4)
     labels = rng.integers(0, 3, 8)
     classes = rng.integers(0, 3, (8, 3))
@@ -405,3 +406,33 @@ def test_localization_accuracy_from_ious_equals_from_boxes():
     localized = [iou(boxes[i, :1], gt[i]).max().item() >= 0.5 for i in range(8)]
     assert int(from_boxes.gt_known_correct) == sum(localized)
     assert 0 < sum(localized) < 8 and 0 < int(from_boxes.topk_correct) < 8
+
+
+# --- refused input: reversed ground truth, infinite maps (issue 12, item 8) ---------------------
+
+def test_reversed_ground_truth_box_is_refused_not_scored_zero():
+    maps = np.stack([square_map(16, 2, 2, 8, 8)] * 2)
+    gt = [np.array([[2, 2, 8, 8]]), np.array([[0, 0, 15, 15], [8, 2, 2, 8]])]  # image 1, box 1: x1 < x0
+    for protocol in ("camkit", "wsolevaluation"):
+        with pytest.raises(InputError, match=r"gt_boxes\[1\]\[1\] = \[8, 2, 2, 8\] is reversed"):
+            BoxAccuracy(TAUS, protocol=protocol, resize=(16, 16)).update(maps, gt)
+    loc = LocalizationAccuracy()
+    with pytest.raises(InputError, match=r"gt_boxes\[1\]\[1\] = \[8, 2, 2, 8\] is reversed"):
+        loc.update(torch.tensor([[[2, 2, 8, 8]], [[2, 2, 8, 8]]]), torch.tensor([[0], [0]]), torch.tensor([0, 0]), gt)
+    with pytest.raises(InputError, match=r"gt_boxes\[0\]\[0\] = \[0, 0, -1, -1\] is reversed"):
+        loc.update(torch.tensor([[[2, 2, 8, 8]]]), torch.tensor([[0]]), torch.tensor([0]), [[[0, 0, -1, -1]]])
+    assert loc.num_images == 0  # nothing was counted
+
+
+@pytest.mark.parametrize("protocol", ["camkit", "wsolevaluation"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_maps_are_refused_by_every_metric(protocol, bad):
+    maps = np.stack([square_map(16, 2, 2, 8, 8)] * 3)
+    maps[2, 5, 5] = bad
+    sign = "+inf" if bad > 0 else "-inf"
+    with pytest.raises(InputError, match=rf"maps contain \{sign} \(map 2\)"):
+        BoxAccuracy(TAUS, protocol=protocol, resize=(16, 16)).update(maps, [[[2, 2, 8, 8]]] * 3)
+    with pytest.raises(InputError, match=rf"\{sign}"):
+        PxAP(TAUS, protocol=protocol, resize=(16, 16)).update(maps, maps > 0.5)
+    with pytest.raises(InputError, match=rf"\{sign}"):
+        prepare_maps(maps, protocol, (16, 16))

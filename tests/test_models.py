@@ -145,3 +145,11 @@ def test_shipped_nin_classifies_and_localizes_shapes():
     assert camkit.models.get("nin-shapes").config == model.config
     with pytest.raises(InputError, match="no shipped model"):
         pretrained("nin-imagenet")
+
+
+def test_case8_a_grey_image_to_an_rgb_model_is_named_not_broadcast():
+    model = camkit.models.pretrained("nin-shapes")
+    with pytest.raises(camkit.errors.InputError, match=r"images have 1 channel\(s\) but the model standardises 3"):
+        camkit.explain(model, torch.rand(1, 1, 64, 64))
+    grey = camkit.models.Standardize((0.5,), (0.25,))        # one mean and std serve any channel count
+    torch.testing.assert_close(grey(torch.full((1, 3, 2, 2), 0.75)), torch.ones(1, 3, 2, 2))

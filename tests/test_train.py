@@ -6,7 +6,18 @@ import torch
 from camkit.data import Shapes
 from camkit.errors import InputError
 from camkit.models import NiN
-from camkit.train import TensorSet, cosine_lr, evaluate, load_checkpoint, save_checkpoint, stack, train
+from camkit.train import (
+    TensorSet,
+    cosine_lr,
+    differences,
+    evaluate,
+    load_checkpoint,
+    plan_run,
+    run_settings,
+    save_checkpoint,
+    stack,
+    train,
+)
 
 
 def tiny_model(pool="avg"):
@@ -115,3 +126,56 @@ def test_bad_options_raise(tiny_data):
         train(tiny_model(), tiny_data[0], epochs=1, optimizer="lion", progress=False)
     with pytest.raises(InputError, match="epochs"):
         train(tiny_model(), tiny_data[0], epochs=0, progress=False)
+
+
+def test_case5_a_checkpoint_of_another_run_is_refused_and_the_difference_named(tiny_data, tmp_path):
+    train_data, val_data = tiny_data
+    path = tmp_path / "run.ckpt"
+    options = dict(epochs=1, lr=5e-3, batch_size=48, progress=False, checkpoint=path)
+    train(tiny_model(), train_data, val_data, **options)
+    before = path.read_bytes()
+    with pytest.raises(InputError, match=r"other settings \(lr: 0\.005 → 0\.01\)"):
+        train(tiny_model(), train_data, val_data, **{**options, "lr": 1e-2})
+    with pytest.raises(InputError, match=r"other settings \(data \(other content\)\)"):
+        train(tiny_model(), tiny_shapes("train", 48), val_data, **options)
+    with pytest.raises(InputError, match=r"model.config.pool: 'avg' → 'max'"):
+        train(tiny_model("max"), train_data, val_data, **options)
+    with pytest.raises(InputError, match="holds a run of 1 epochs .* pass --resume"):
+        train(tiny_model(), train_data, val_data, **{**options, "epochs": 2})
+    assert path.read_bytes() == before                   # nothing was trained or written
+    said = []
+    history = train(tiny_model(), train_data, val_data, **{**options, "epochs": 2}, resume=True, notify=said.append)
+    assert said == [f"resuming {path} from epoch 2 of 2"] and [r["epoch"] for r in history] == [1, 2]
+    with pytest.raises(InputError, match="has already trained 2 epochs; 1 is fewer"):
+        train(tiny_model(), train_data, val_data, **options, resume=True)
+    said.clear()
+    again = train(tiny_model(), train_data, val_data, **{**options, "epochs": 2}, notify=said.append)
+    assert again == history and said == [f"{path} has finished all 2 epochs: nothing to train"]
+
+
+def test_plan_run_without_or_with_an_older_checkpoint(tiny_data, tmp_path):
+    settings = run_settings(tiny_model(), epochs=2, lr=1e-3, optimizer="adamw", weight_decay=0.0, momentum=0.9,
+                            batch_size=8, warmup_epochs=0.5, class_weights=None, label_smoothing=0.0, flip=True,
+                            seed=0, data=tiny_data[0])
+    assert plan_run(None, settings).start_epoch == 0 and plan_run(None, settings).message == ""
+    with pytest.raises(InputError, match="nothing to resume"):
+        plan_run(tmp_path / "none.ckpt", settings, resume=True)
+    old = tmp_path / "old.ckpt"
+    save_checkpoint(old, {"format": "camkit-train-v1", "epoch": 1, "model": {}, "optimizer": {}, "history": [{}]})
+    with pytest.raises(InputError, match="does not record its settings"):
+        plan_run(old, settings)
+    plan = plan_run(old, settings, resume=True)
+    assert plan.start_epoch == 1 and plan.message == f"resuming {old} from epoch 2 of 2"
+    assert plan_run(old, settings, resume=False).message == f"overwriting {old}: starting afresh"
+    assert differences({"a": 1, "b": {"c": [1]}}, {"a": 2, "b": {"c": [2]}, "d": 0}) == ["a: 1 → 2", "b.c: [1] → [2]"]
+
+
+def test_case7_bad_numbers_and_unreadable_checkpoints_raise(tiny_data, tmp_path):
+    for option, value in (("lr", float("nan")), ("lr", 0.0), ("weight_decay", -1.0), ("momentum", float("inf"))):
+        with pytest.raises(InputError, match=option):
+            train(tiny_model(), tiny_data[0], epochs=1, progress=False, **{option: value})
+    with pytest.raises(InputError, match="batch_size"):
+        train(tiny_model(), tiny_data[0], epochs=1, batch_size=0, progress=False)
+    (tmp_path / "junk.ckpt").write_text("junk")
+    with pytest.raises(InputError, match="cannot read checkpoint .*junk.ckpt"):
+        train(tiny_model(), tiny_data[0], epochs=1, progress=False, checkpoint=tmp_path / "junk.ckpt")

@@ -129,3 +129,39 @@ def test_shapes_data_set_exports_and_reads_back(tmp_path):
     for original, item in zip((shapes[i] for i in range(3)), read_back, strict=True):
         assert item["label"] == original["label"]
         assert torch.equal(item["boxes"], original["boxes"])
+
+
+@pytest.mark.parametrize("name, line, typo", [
+    ("class_labels.txt", 2, "val/00001.png,1"),
+    ("image_sizes.txt", 3, "val/00002.png,30,20"),
+    ("localization.txt", 1, "val/0000.png,1,1,5,5"),
+])
+def test_case4_a_metadata_line_for_no_image_is_an_error_naming_file_and_line(tmp_path, name, line, typo):
+    meta = export_wsol(tiny_dataset(count=3), tmp_path, "val")
+    lines = (meta / name).read_text().splitlines()
+    lines[line - 1] = typo
+    (meta / name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=rf"{name} line {line}: image id '{typo.split(',')[0]}' is not in image_ids"):
+        read_metadata(meta)
+
+
+def test_an_image_listed_twice_is_an_error(tmp_path):
+    meta = export_wsol(tiny_dataset(count=2), tmp_path, "val")
+    (meta / "image_ids.txt").write_text("val/000000.png\nval/000001.png\nval/000000.png\n")
+    with pytest.raises(InputError, match="image_ids.txt line 3: image id 'val/000000.png' is listed twice"):
+        read_metadata(meta)
+
+
+def test_item_fingerprint_follows_the_files_without_decoding(tmp_path):
+    meta = export_wsol(tiny_dataset(count=3), tmp_path, "val")
+    dataset = WSOLDataset(meta, tmp_path / "images", size=16)
+    before = [dataset.item_fingerprint(i) for i in range(3)]
+    assert len(set(before)) == 3
+    assert WSOLDataset(meta, tmp_path / "images", size=24).item_fingerprint(0) != before[0]
+    image = tmp_path / "images" / "val" / "000001.png"
+    Image.fromarray(255 - np.asarray(Image.open(image))).save(image)
+    (meta / "localization.txt").write_text((meta / "localization.txt").read_text().replace(
+        "val/000002.png,", "val/000002.png,0,0,1,1\nval/000002.png,", 1))
+    dataset = WSOLDataset(meta, tmp_path / "images", size=16)
+    after = [dataset.item_fingerprint(i) for i in range(3)]
+    assert after[0] == before[0] and after[1] != before[1] and after[2] != before[2]

@@ -24,8 +24,8 @@ The command line lives in :mod:`camkit.cli.bench`.
 """
 from camkit.bench.data import GuardedDataset, plan_chunks
 from camkit.bench.distributed import BenchError
-from camkit.bench.report import markdown_table
+from camkit.bench.report import markdown_table, resume_summary
 from camkit.bench.runner import run
 from camkit.bench.settings import Settings
 
-__all__ = ["run", "Settings", "markdown_table", "GuardedDataset", "plan_chunks", "BenchError"]
+__all__ = ["run", "Settings", "markdown_table", "resume_summary", "GuardedDataset", "plan_chunks", "BenchError"]

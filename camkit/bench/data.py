@@ -1,16 +1,25 @@
 """What the benchmark reads: items checked one by one (an unreadable image is counted, never a
-crash), cut into chunks of whole batches, batched by :func:`camkit.data.collate`."""
+crash), each with a digest of its content, cut into chunks of whole batches, batched by
+:func:`camkit.data.collate`.
+
+An item's digest (:meth:`GuardedDataset.digest`) is what a resumed run compares before it reuses
+a chunk: the data set's own ``item_fingerprint(index)`` when it has one (``WSOLDataset`` hashes
+the image file's bytes and its metadata lines without decoding), else a SHA-1 of the decoded
+item: image tensor (dtype, shape, bytes), label, boxes, mask, ignore mask and image id.
+"""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from camkit.data import collate
 from camkit.errors import InputError
 
-__all__ = ["GuardedDataset", "Chunk", "plan_chunks", "plan_batches", "loader"]
+__all__ = ["GuardedDataset", "Chunk", "plan_chunks", "plan_batches", "loader", "chunk_digests"]
 
 #: ``(chunk number, first index, one past the last index)``
 Chunk = tuple[int, int, int]
@@ -39,6 +48,31 @@ class GuardedDataset(torch.utils.data.Dataset):
         item["index"], item["ok"] = int(index), True
         return item
 
+    def digest(self, index: int, item: dict[str, Any] | None = None) -> str:
+        """The digest of item ``index`` (``item``: its guarded value when already read)."""
+        explicit = _item_fingerprint(self.dataset, index)
+        if explicit is not None:
+            return explicit
+        if item is None:
+            item = self[index]
+        digest = hashlib.sha1()
+        if not item["ok"]:
+            digest.update(f"unreadable:{item['error']}".encode())
+            return digest.hexdigest()
+        for key in ("image", "label", "boxes", "mask", "ignore", "image_id"):
+            value = item.get(key)
+            digest.update(key.encode())
+            if isinstance(value, torch.Tensor):
+                array = value.detach().cpu().contiguous().numpy()
+                digest.update(f"{array.dtype}{array.shape}".encode())
+                digest.update(array.tobytes())
+            elif isinstance(value, np.ndarray):
+                digest.update(f"{value.dtype}{value.shape}".encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
+            else:
+                digest.update(repr(value).encode())
+        return digest.hexdigest()
+
     @staticmethod
     def _checked(item: Any) -> dict[str, Any]:
         item = dict(zip(("image", "label", "boxes", "mask"), item, strict=False)) \
@@ -56,6 +90,34 @@ class GuardedDataset(torch.utils.data.Dataset):
         return item
 
 
+def _item_fingerprint(dataset: Any, index: int) -> str | None:
+    """``dataset.item_fingerprint(index)`` (through ``Subset`` wrappers), or ``None``."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset, index = dataset.dataset, int(dataset.indices[index])
+    method = getattr(dataset, "item_fingerprint", None)
+    return None if method is None else str(method(index))
+
+
+class _Digests(torch.utils.data.Dataset):
+    def __init__(self, guarded: GuardedDataset, indices: Sequence[int]):
+        self.guarded, self.indices = guarded, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> str:
+        return self.guarded.digest(self.indices[position])
+
+
+def chunk_digests(dataset: Any, chunk: Chunk, workers: int = 0) -> list[str]:
+    """The digests of a chunk's items, in index order (read by ``workers`` processes when > 0)."""
+    view = _Digests(GuardedDataset(dataset), range(chunk[1], chunk[2]))
+    if workers == 0:
+        return [view[i] for i in range(len(view))]
+    reader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=workers)
+    return list(reader)
+
+
 def plan_chunks(length: int, chunk_size: int) -> list[Chunk]:
     """``[(chunk, start, stop)]`` covering ``range(length)`` with consecutive chunks."""
     return [(c, start, min(start + chunk_size, length))
@@ -68,9 +130,25 @@ def plan_batches(chunks: Sequence[Chunk], batch_size: int) -> list[tuple[Chunk, 
             for chunk in chunks for start in range(chunk[1], chunk[2], batch_size)]
 
 
+class _DigestedDataset(GuardedDataset):
+    """Guarded items that carry their digest (computed where they are read: in the workers)."""
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        item["digest"] = self.digest(index, item)
+        return item
+
+
+def _collate_with_digests(items: list[dict]) -> dict[str, Any]:
+    """:func:`camkit.data.collate`, plus ``digests``: ``{index: digest}`` of every item."""
+    batch = collate(items)
+    batch["digests"] = {int(item["index"]): item["digest"] for item in items}
+    return batch
+
+
 def loader(dataset: Any, batches: Sequence[tuple[Chunk, list[int]]], workers: int,
            device: torch.device) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding the planned batches in order, items guarded and collated."""
+    """A DataLoader yielding the planned batches in order, items guarded, digested and collated."""
     return torch.utils.data.DataLoader(
-        GuardedDataset(dataset), batch_sampler=[indices for _, indices in batches],
-        num_workers=workers, collate_fn=collate, pin_memory=device.type == "cuda")
+        _DigestedDataset(dataset), batch_sampler=[indices for _, indices in batches],
+        num_workers=workers, collate_fn=_collate_with_digests, pin_memory=device.type == "cuda")

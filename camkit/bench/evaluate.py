@@ -21,7 +21,7 @@ from torch import nn
 from camkit.bench.data import Chunk, loader, plan_batches
 from camkit.bench.distributed import Group, PeerFailed
 from camkit.bench.settings import Settings
-from camkit.bench.state import ShardState, save_chunk
+from camkit.bench.state import ShardState, content_fingerprint, save_chunk
 from camkit.data.wsol import resize_box
 from camkit.explainer import Explainer
 from camkit.layers import LayerSpec
@@ -144,8 +144,9 @@ class Runner:
 
 def evaluate_chunks(dataset: Any, pending: Sequence[Chunk], runner: Runner, workers: int, total: ShardState,
                     out: Path, fingerprint: str, group: Group, progress: bool) -> None:
-    """Evaluate the ``pending`` chunks batch by batch; save each finished chunk and add it to
-    ``total``.  Stops with :class:`PeerFailed` when another process reported a failure."""
+    """Evaluate the ``pending`` chunks batch by batch; save each finished chunk (with the digest of
+    its items as they were read) and add it to ``total``.  Stops with :class:`PeerFailed` when
+    another process reported a failure."""
     batches = plan_batches(pending, runner.settings.batch_size)
     if not batches:
         return
@@ -157,17 +158,20 @@ def evaluate_chunks(dataset: Any, pending: Sequence[Chunk], runner: Runner, work
         bar = tqdm(total=images, unit="img", desc="bench" if group.world_size == 1
                    else f"bench (rank 0 of {group.world_size})", file=sys.stderr)
     state, current = ShardState.empty(runner.settings), None
+    digests: dict[int, str] = {}
     try:
         for (chunk, indices), batch in zip(batches, loader(dataset, batches, workers, runner.device), strict=True):
             if group.distributed and group.failed_peers():
                 raise PeerFailed()
             if chunk is not current:
-                state, current = ShardState.empty(runner.settings), chunk
+                state, current, digests = ShardState.empty(runner.settings), chunk, {}
             runner.evaluate(batch, state)
+            digests.update(batch["digests"])
             if bar is not None:
                 bar.update(len(indices))
             if indices[-1] == chunk[2] - 1:
-                save_chunk(out, chunk, fingerprint, state)
+                content = content_fingerprint([digests[i] for i in range(chunk[1], chunk[2])])
+                save_chunk(out, chunk, fingerprint, content, runner.settings, state)
                 total.merge(state)
     finally:
         if bar is not None:

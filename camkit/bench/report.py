@@ -21,7 +21,7 @@ from camkit.bench.state import MethodMetrics, ShardState
 from camkit.data import collate
 from camkit.io import json_default, write_json, write_text
 
-__all__ = ["method_results", "results", "markdown_table", "write_outputs"]
+__all__ = ["method_results", "results", "markdown_table", "write_outputs", "resume_summary"]
 
 _LOC_KEYS = ("top1_loc", "top5_loc", "gt_known_loc")
 
@@ -58,9 +58,10 @@ def method_results(metrics: MethodMetrics) -> dict[str, Any]:
     return out
 
 
-def results(total: ShardState, settings: Settings, group: Group, resumed: int, chunks: int,
+def results(total: ShardState, settings: Settings, group: Group, recomputed: Mapping[str, int], chunks: int,
             elapsed: float) -> dict[str, Any]:
-    """The content of ``results.json`` (records and errors sorted by image index)."""
+    """The content of ``results.json`` (records and errors sorted by image index); ``recomputed``:
+    how many of rank 0's ``chunks`` were computed, by reason (the others were reused)."""
     total.records.sort(key=lambda r: r["index"])
     total.errors.sort(key=lambda e: e["index"])
     images, top1, top5 = (int(v) for v in total.classification)
@@ -72,8 +73,21 @@ def results(total: ShardState, settings: Settings, group: Group, resumed: int, c
         "errors": total.errors,
         "config": settings.to_json(),
         "run": {"world_size": group.world_size, "seconds": round(elapsed, 3),
-                "chunks_resumed_rank0": resumed, "chunks_rank0": chunks},
+                "chunks_resumed_rank0": chunks - sum(recomputed.values()), "chunks_rank0": chunks,
+                "chunks_recomputed_rank0": dict(sorted(recomputed.items()))},
     }
+
+
+def resume_summary(results: Mapping[str, Any]) -> str:
+    """One line on what a run reused: ``reused 2 of 5 chunks; recomputed 3 (images, labels or boxes
+    changed: 1; not computed before: 2)`` (rank 0's chunks under torchrun)."""
+    run = results["run"]
+    recomputed = run.get("chunks_recomputed_rank0", {})
+    line = f"reused {run['chunks_resumed_rank0']} of {run['chunks_rank0']} chunks"
+    if recomputed:
+        why = "; ".join(f"{reason}: {count}" for reason, count in recomputed.items())
+        line += f"; recomputed {sum(recomputed.values())} ({why})"
+    return line
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
@@ -101,39 +115,51 @@ def _cell(value: float | None) -> str:
 
 
 def write_outputs(out: Path, results: dict[str, Any], records: list[dict], dataset: Any, runner: Runner,
-                  class_names: Sequence[str] | None, examples: int) -> None:
-    """Write every output file; ``results.json`` last, so that it marks a finished run."""
+                  class_names: Sequence[str] | None, examples: int) -> list[str]:
+    """Write every output file; ``results.json`` last, so that it marks a finished run.  A figure
+    this run does not draw (``examples=0``, no box metric) is removed if an earlier run left one, so
+    that every file in ``out`` belongs to these results.  Returns the names of the files written."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "records.jsonl", "".join(json.dumps(r, default=json_default) + "\n" for r in records))
     write_text(out / "results.md", markdown_table(results) + "\n")
-    _plot_curves(out, results, runner.settings)
+    written = ["records.jsonl", "results.md"]
+    if _plot_curves(out, results, runner.settings):
+        written.append("box_acc.png")
+    drawn = False
     if examples > 0:
         try:
-            _plot_examples(out, dataset, runner, records, class_names, examples)
+            drawn = _plot_examples(out, dataset, runner, records, class_names, examples)
         except Exception as error:  # figures must not lose the numbers
             print(f"camkit bench: warning: could not draw examples: {error}", file=sys.stderr)
+    if drawn:
+        written.append("examples.png")
+    for name in ("box_acc.png", "examples.png"):
+        if name not in written:
+            (out / name).unlink(missing_ok=True)
     write_json(out / "results.json", results)
+    return ["results.json", *written]
 
 
-def _plot_curves(out: Path, results: dict[str, Any], settings: Settings) -> None:
+def _plot_curves(out: Path, results: dict[str, Any], settings: Settings) -> bool:
     thresholds = localize.default_thresholds(settings.tau_step)
     curves = {method: (thresholds, np.asarray(scores["box_acc_curve"]))
               for method, scores in results["methods"].items() if scores.get("box_acc_curve")}
     if curves:
         figure = plot.threshold_curve(curves, title="BoxAcc vs. threshold (largest box, IoU ≥ 0.5)")
         plot.save(figure, out / "box_acc.png")
+    return bool(curves)
 
 
 def _plot_examples(out: Path, dataset: Any, runner: Runner, records: list[dict],
-                   class_names: Sequence[str] | None, examples: int) -> None:
+                   class_names: Sequence[str] | None, examples: int) -> bool:
     """The first ``examples`` readable images: each method's map of the true class with its box
     (predicted, at the Loc threshold) and the GT boxes."""
     chosen = [r["index"] for r in records[:examples]]
     if not chosen:
-        return
+        return False
     batch = collate([GuardedDataset(dataset)[i] for i in chosen])
     if not batch["index"]:
-        return
+        return False
     images = batch["image"].to(runner.device)
     labels = batch["label"].to(runner.device)
     explanations = {}
@@ -145,3 +171,4 @@ def _plot_examples(out: Path, dataset: Any, runner: Runner, records: list[dict],
     figure = plot.grid(batch["image"], explanations, boxes=True, gt_boxes=batch["boxes"],
                        box_threshold=runner.settings.threshold, row_labels=names, panel_size=2.0)
     plot.save(figure, out / "examples.png")
+    return True

@@ -1,24 +1,28 @@
 """``run()``: one benchmark, from the model and data set to the files in ``out_dir``."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
 import traceback
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-from camkit.bench.data import plan_chunks
+from camkit.bench.data import Chunk, chunk_digests, plan_chunks
 from camkit.bench.distributed import PeerFailed, combine, setup_distributed
 from camkit.bench.evaluate import Runner, evaluate_chunks
 from camkit.bench.report import results as results_of
 from camkit.bench.report import write_outputs
 from camkit.bench.settings import Settings
-from camkit.bench.state import ShardState, dataset_fingerprint, fingerprint, load_chunk
+from camkit.bench.state import ShardState, content_fingerprint, dataset_fingerprint, fingerprint, load_chunk
 from camkit.errors import InputError
+from camkit.io import output_folder
 from camkit.layers import LayerSpec, resolve_layers
 
 __all__ = ["run"]
@@ -44,6 +48,12 @@ def run(model: nn.Module, dataset: Any, methods: Sequence[str] = ("cam", "gradca
     ``chunk_size``: images per resumable chunk (default 8 batches); ``method_options``:
     ``{method: {option: value}}`` for :class:`camkit.Explainer`.  Under ``torchrun`` every
     process calls ``run`` and rank 0 writes the files; all ranks return the results.
+
+    With ``resume``, a chunk saved in ``out_dir/state`` is reused only when its settings, the
+    model's weights and its own items (images, labels, boxes, masks: each item's digest) are the
+    same; ``results["run"]["resume"]`` counts the chunks reused and recomputed, and why.
+    ``out_dir`` is checked before any work: a file there, or a folder that cannot be written to,
+    raises :class:`camkit.errors.InputError`.
     """
     if not methods:
         raise InputError("no methods to benchmark")
@@ -52,17 +62,28 @@ def run(model: nn.Module, dataset: Any, methods: Sequence[str] = ("cam", "gradca
         raise InputError("batch_size and top_k must be >= 1 and workers >= 0")
     if not 0 <= threshold < 1:
         raise InputError(f"threshold must lie in [0, 1), got {threshold}")
+    if not (math.isfinite(tau_step) and 0 < tau_step < 1):
+        raise InputError(f"tau_step must lie in (0, 1), got {tau_step}")
+    if not (math.isfinite(iou_threshold) and 0 < iou_threshold <= 1):
+        raise InputError(f"iou_threshold must lie in (0, 1], got {iou_threshold}")
+    if not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise InputError(f"timeout_s must be a positive number of seconds, got {timeout_s}")
+    if examples < 0 or (chunk_size is not None and chunk_size < 1):
+        raise InputError("examples must be >= 0 and chunk_size >= 1")
     if len(dataset) == 0:
         raise InputError("the data set is empty")
     batches_per_chunk = max(1, -(-(chunk_size or 8 * batch_size) // batch_size))
     options = {m: dict(o) for m, o in (method_options or {}).items() if m in methods}
-    out = Path(out_dir)
+    if torch.device(device).type == "meta":
+        raise InputError("device 'meta' holds no data (shapes only): use cpu or cuda")
+    out = output_folder(out_dir)
     started = time.perf_counter()
 
     group, torch_device = setup_distributed(device, timeout_s)
     try:
         failure: str | None = None
-        resumed, mine, total = 0, [], None
+        mine: list[Chunk] = []
+        total, reasons = None, Counter[str]()
         try:  # everything a process can fail at, so that the others hear of it
             model = model.to(torch_device).eval()
             settings = Settings(
@@ -79,12 +100,10 @@ def run(model: nn.Module, dataset: Any, methods: Sequence[str] = ("cam", "gradca
             total = ShardState.empty(settings)
             pending = []
             for chunk in mine:
-                saved = load_chunk(out, chunk, key, settings) if resume else None
-                if saved is None:
+                reason = "resume off" if not resume else _reuse(out, chunk, key, settings, dataset, workers, total)
+                if reason:
                     pending.append(chunk)
-                else:
-                    total.merge(saved)
-                    resumed += 1
+                    reasons[reason] += 1
             evaluate_chunks(dataset, pending, runner, workers, total, out, key, group, progress)
         except PeerFailed:
             failure = ""
@@ -95,12 +114,26 @@ def run(model: nn.Module, dataset: Any, methods: Sequence[str] = ("cam", "gradca
             traceback.print_exc(file=sys.stderr)
             failure = f"rank {group.rank}: {type(error).__name__}: {error}"
         total = combine(group, total, failure)  # raises if any process failed
-        results = results_of(total, settings, group, resumed, len(mine), time.perf_counter() - started)
-        if group.is_main:
-            write_outputs(out, results, total.records, dataset, runner, class_names, examples)
+        results = results_of(total, settings, group, reasons, len(mine), time.perf_counter() - started)
+        files = write_outputs(out, results, total.records, dataset, runner, class_names, examples) \
+            if group.is_main else []
+        results["run"]["files"] = files
         return results
     finally:
         group.close()
+
+
+def _reuse(out: Path, chunk: Chunk, key: str, settings: Settings, dataset: Any, workers: int,
+           total: ShardState) -> str:
+    """Merge the saved ``chunk`` into ``total`` when its settings, model and items are unchanged
+    and return ``""``; else return why it must be recomputed."""
+    saved = load_chunk(out, chunk, key, settings)
+    if saved.state is None:
+        return saved.reason
+    if content_fingerprint(chunk_digests(dataset, chunk, workers)) != saved.content:
+        return "images, labels or boxes changed"
+    total.merge(saved.state)
+    return ""
 
 
 def _layer_names(model: nn.Module, layer: LayerSpec) -> str | list[str] | None:

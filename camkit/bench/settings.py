@@ -11,7 +11,8 @@ __all__ = ["Settings"]
 @dataclass(frozen=True)
 class Settings:
     """What a run computes, as written to ``results.json["config"]`` (and fingerprinted, so that a
-    resumed run reuses a chunk only when every setting is the same).
+    resumed run reuses a chunk only when every setting is the same, the data set's name and size
+    aside: a chunk's own content stands for those, :mod:`camkit.bench.state`).
 
     ``methods``: registry names; ``threshold``: box threshold of the Loc metrics (fraction of the
     map's max); ``top_k``: classes explained per image; ``protocol``: ``"camkit"`` or

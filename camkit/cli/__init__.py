@@ -5,9 +5,10 @@ Every command is a module of this package with ``NAME``, ``HELP``, ``add_argumen
 add it to :data:`COMMANDS`: :func:`main` builds its parser and reports its errors.
 
 User errors (a missing file, an unknown layer, a bad option: :class:`camkit.errors.CamkitError`,
-``FileNotFoundError``) end with one ``camkit COMMAND: error: ...`` line on stderr and exit code 2,
-never a traceback; a run that failed for another reason (:class:`camkit.errors.RunError`) exits
-with 1; an interrupt with 130.  ``camkit COMMAND --help`` documents each command.
+``FileNotFoundError``, an option the parser refuses) end with one ``camkit COMMAND: error: ...``
+line on stderr and exit code 2, never a traceback; a run that failed for another reason
+(:class:`camkit.errors.RunError`, a disk that filled up) exits with 1; an interrupt with 130.
+``camkit COMMAND --help`` documents each command.
 """
 from __future__ import annotations
 
@@ -19,16 +20,25 @@ from collections.abc import Sequence
 from camkit.cli import bench, demo, explain, train
 from camkit.errors import CamkitError, RunError
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "OneLineParser", "COMMANDS"]
 
 COMMANDS = (demo, explain, bench, train)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``PROG: error: MESSAGE``, and exit code 2
+    (argparse's own adds the usage; ``--help`` still shows it)."""
+
+    def error(self, message: str):
+        """Print ``PROG: error: MESSAGE`` on stderr and exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``camkit`` parser with one sub-parser per command."""
     from camkit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="camkit", description="Class activation maps and weakly-supervised localization for PyTorch CNNs.")
     parser.add_argument("--version", action="version", version=f"camkit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -40,9 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``camkit ARGS`` (``argv`` defaults to the process's arguments); returns the exit code."""
+    """Run ``camkit ARGS`` (``argv`` defaults to the process's arguments); returns the exit code
+    (``--help`` and ``--version`` exit through ``SystemExit(0)``, as argparse does)."""
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as stop:
+        if not stop.code:
+            raise
+        return 2
     if args.command is None:
         parser.print_help()
         return 2
@@ -62,3 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if speaks:
             print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. the disk filled up: the run failed, the user's command was fine
+        if speaks:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1

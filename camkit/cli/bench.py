@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camkit.cli.common import add_standardize, method_list, wants_imagenet
+from camkit.cli.common import add_standardize, add_trust, device, integer, method_list, real
 from camkit.errors import CamkitError, InputError
 
 if TYPE_CHECKING:
@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 NAME = "bench"
 HELP = "a localization benchmark over a data set"
-#: Files a run writes, for the closing message.
-OUTPUTS = "results.json, results.md, records.jsonl, box_acc.png, examples.png"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,38 +27,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="nin-shapes",
                    help="nin-shapes, torchvision:NAME, or a model file (default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT")
+    add_trust(p)
     p.add_argument("--data", default="shapes",
                    help="'shapes' or a wsolevaluation metadata folder (default: %(default)s)")
     p.add_argument("--image-root", default=None,
                    help="image folder of a wsolevaluation split (default: METADATA/../../images)")
     p.add_argument("--split", default="val", help="shapes split (default: %(default)s)")
-    p.add_argument("--length", type=int, default=None, help="number of shapes images (default: 1000)")
-    p.add_argument("--size", type=int, default=None,
-                   help="image side: shapes default 64, wsolevaluation data default 224")
+    p.add_argument("--length", type=integer(1), default=None,
+                   help="number of images (default: all; shapes: 1000)")
+    p.add_argument("--size", type=integer(1), default=None,
+                   help="image side: shapes default the model's training size, else 64; wsolevaluation "
+                        "data default 224")
     p.add_argument("--methods", default="cam,gradcam", help="comma-separated (default: %(default)s)")
     p.add_argument("--layer", default=None, help="dotted layer name (default: the last spatial layer)")
     p.add_argument("--option", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="an option of one method, e.g. augmented-gradcam:L=32 (repeatable; "
                         "VALUE is read as JSON when it parses, else as a string)")
     p.add_argument("--out", default="camkit-bench", help="output folder (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--chunk-size", type=int, default=None,
+    p.add_argument("--batch-size", type=integer(1), default=32)
+    p.add_argument("--workers", type=integer(0), default=0, help="DataLoader worker processes")
+    p.add_argument("--chunk-size", type=integer(1), default=None,
                    help="images per resumable chunk, whole batches (default: 8 batches)")
-    p.add_argument("--threshold", type=float, default=0.2,
+    p.add_argument("--threshold", type=real(0, 1, high_open=True), default=0.2,
                    help="box threshold for Top-1/Top-5/GT-known Loc, fraction of max (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=5, help="classes for Top-k Loc (default: %(default)s)")
+    p.add_argument("--top-k", type=integer(1), default=5, help="classes for Top-k Loc (default: %(default)s)")
     p.add_argument("--protocol", choices=("camkit", "wsolevaluation"), default="camkit",
                    help="MaxBoxAcc/PxAP protocol (default: %(default)s)")
-    p.add_argument("--tau-step", type=float, default=0.01, help="τ grid step (default: %(default)s)")
+    p.add_argument("--tau-step", type=real(0, 1, low_open=True, high_open=True), default=0.01,
+                   help="τ grid step, in (0, 1) (default: %(default)s)")
     add_standardize(p)
-    p.add_argument("--examples", type=int, default=8, help="images in examples.png (0: none)")
+    p.add_argument("--examples", type=integer(0), default=8, help="images in examples.png (0: none)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=1800.0,
+    p.add_argument("--timeout", type=real(0, low_open=True), default=1800.0,
                    help="seconds a process waits for the others before failing (default: %(default)s)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="reuse finished chunks in DIR/state (default: on)")
+                   help="reuse the finished chunks in DIR/state whose settings, model weights and "
+                        "images, labels and boxes are unchanged (default: on)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -92,9 +95,10 @@ def dataset_from_args(args: argparse.Namespace, model: nn.Module) -> tuple[Any, 
     import torch
 
     from camkit.data import Shapes
+    from camkit.models import training_size
 
     if args.data == "shapes":
-        size = args.size or int((getattr(model, "meta", None) or {}).get("image_size", 64) or 64)
+        size = args.size or training_size(model) or 64
         dataset = Shapes(args.split, size=size, length=args.length, seed=args.seed)
         return dataset, dataset.classes
     metadata = Path(args.data)
@@ -121,19 +125,21 @@ def run(args: argparse.Namespace) -> int:
     from camkit import bench
     from camkit.bench.distributed import BenchError
     from camkit.layers import resolve_layers
-    from camkit.models import IMAGENET_MEAN, IMAGENET_STD, Standardized
-    from camkit.models.spec import load_model
+    from camkit.models import Standardized
+    from camkit.models.spec import load_model, preprocessing
 
     methods = method_list(args.methods)
     method_options = parse_method_options(args.option, methods)
+    device(args.device)  # there and holding data (under torchrun each process picks its GPU)
     torch.manual_seed(args.seed)
-    model, names = load_model(args.model, args.weights)
+    model, names = load_model(args.model, args.weights, trust=args.trust_model_file)
     layer = None
     if args.layer is not None:  # resolved on the model itself: a standardising wrapper adds a prefix
         layer = resolve_layers(model, args.layer)[args.layer]
-    if wants_imagenet(args.standardize, args.model):
-        model = Standardized(model, IMAGENET_MEAN, IMAGENET_STD)
     dataset, data_names = dataset_from_args(args, model)
+    prep = preprocessing(args.model, model, args.weights, args.standardize)
+    if prep.mean is not None and prep.std is not None:
+        model = Standardized(model, prep.mean, prep.std)
     try:
         results = bench.run(
             model, dataset, methods=methods, out_dir=args.out, batch_size=args.batch_size,
@@ -148,5 +154,6 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(str(error)) from error
     if int(os.environ.get("RANK", "0")) == 0:
         print(bench.markdown_table(results))
-        print(f"\nwrote {OUTPUTS} to {args.out}/")
+        print(f"\n{bench.resume_summary(results)}")
+        print(f"wrote {', '.join(results['run']['files'])} to {args.out}/")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camkit.cli.common import add_common, device, method_list
+from camkit.cli.common import add_common, device, integer, method_list
 
 NAME = "demo"
 HELP = "Grad-CAM, its avg baseline and Augmented Grad-CAM on the built-in shapes data (no downloads)"
@@ -25,10 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="coarsenet-shapes", choices=("coarsenet-shapes", "nin-shapes"),
                    help="shipped model: coarsenet-shapes (7×7 maps of 224², where augmented pays off) or "
                         "nin-shapes (16×16 maps of 64²); default: %(default)s")
-    p.add_argument("--length", type=int, default=200, help="validation images (default: %(default)s)")
+    p.add_argument("--length", type=integer(1), default=200, help="validation images (default: %(default)s)")
     p.add_argument("--methods", default="gradcam,augmented-avg,augmented-gradcam",
                    help="comma-separated methods (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=integer(1), default=50)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p)
 
@@ -39,12 +39,14 @@ def run(args: argparse.Namespace) -> int:
 
     from camkit import bench
     from camkit.data import Shapes
-    from camkit.models import pretrained
+    from camkit.io import output_folder
+    from camkit.models import pretrained, training_size
 
     torch.manual_seed(args.seed)
     chosen = device(args.device)
+    output_folder(args.out)
     model = pretrained(args.model).to(chosen)
-    size = int(getattr(model, "meta", {}).get("image_size", 64) or 64)
+    size = training_size(model) or 64
     dataset = Shapes("val", size=size, length=args.length, seed=args.seed)
     methods = method_list(args.methods)
     options = {m: o for m, o in METHOD_OPTIONS.items() if m in methods}
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\ncamkit demo: {args.model} (shipped) on {len(dataset)} synthetic shapes images, {size}², "
           "top-1 class, boxes at 20 % of max")
     print(bench.markdown_table(results))
-    print(f"\nwrote results.json, results.md, outlines.png, overlays and curves to {args.out}/")
+    print(f"\n{bench.resume_summary(results)}")
+    print(f"wrote {', '.join([*results['run']['files'], 'outlines.png'])} to {args.out}/")
     return 0
 
 

@@ -1,105 +1,134 @@
-"""``camkit explain IMAGE ...``: overlays and a JSON of classes, scores and boxes."""
+"""``camkit explain IMAGE ...``: overlays at each image's own size and a JSON of classes, scores and
+boxes in each image's own pixels (:mod:`camkit.photos`)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from camkit.cli.common import add_common, add_standardize, device, wants_imagenet
-from camkit.errors import InputError
-
-if TYPE_CHECKING:
-    import torch
+from camkit.cli.common import add_common, add_standardize, add_trust, device, integer, real
 
 NAME = "explain"
-HELP = "explain images on disk; write overlays and a JSON of classes, scores, boxes"
+HELP = "explain image files or folders; write overlays and a JSON of classes, scores, boxes"
+#: Longer side of the overlays of huge images (maps and overlays are scaled down past it).
+MAX_SIDE = 2048
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``camkit explain``."""
-    p.description = "Explain IMAGE files with a model; write DIR/<name>.png overlays and DIR/explanations.json."
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.description = ("Explain images with a model at each image's own aspect: the shorter side is "
+                     "resized to the model's size, maps and boxes come back in the image's own pixels. "
+                     "Writes DIR/<name>.png overlays (the input's path below the inputs' common folder) "
+                     "and DIR/explanations.json; never writes over an input.")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files, folders (searched recursively) or quoted globs ('photos/**/*.jpg')")
     p.add_argument("--model", default="nin-shapes",
                    help="nin-shapes (shipped), torchvision:NAME, or a model file (default: %(default)s)")
     p.add_argument("--weights", default=None,
                    help="torchvision weights name, e.g. DEFAULT (needs them on disk or network)")
+    add_trust(p)
     p.add_argument("--method", default="gradcam",
                    help="CAM method (camkit.methods.available()); default: %(default)s")
     p.add_argument("--layer", default=None, help="dotted layer name (default: the last spatial layer)")
-    p.add_argument("--top-k", type=int, default=1, help="classes explained per image (default: %(default)s)")
-    p.add_argument("--size", type=int, default=None,
-                   help="resize images to SIZE×SIZE (default: the model's own, else 224)")
+    p.add_argument("--top-k", type=integer(1), default=1, help="classes explained per image (default: %(default)s)")
+    p.add_argument("--size", type=integer(1), default=None,
+                   help="shorter side the network sees, aspect kept (default: the model's training size, "
+                        "torchvision weights' own resize, else 224)")
     add_standardize(p)
-    p.add_argument("--threshold", type=float, default=0.2,
+    p.add_argument("--threshold", type=real(0, 1, high_open=True), default=0.2,
                    help="box threshold, fraction of the map's max (default: %(default)s)")
+    p.add_argument("--square", action="store_true",
+                   help="run every image at SIZE×SIZE, its aspect not kept, for models that take one input "
+                        "size (e.g. torchvision's ViT); maps and boxes still come back in its own pixels")
+    p.add_argument("--batch-size", type=integer(1), default=8,
+                   help="images per forward; images of one resized shape share a batch (default: %(default)s)")
+    p.add_argument("--max-side", type=integer(16), default=MAX_SIDE,
+                   help="longer side of overlays and maps of huge images (default: %(default)s; boxes are "
+                        "always in the original pixels)")
+    p.add_argument("--max-pixels", type=integer(1), default=None,
+                   help="refuse images with more pixels (default: Pillow's limit, 89478485)")
     p.add_argument("--out", default="camkit-explain", help="output folder (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p)
 
 
-def load_images(paths: Sequence[str], size: int) -> torch.Tensor:
-    """Image files as a batch ``(B, 3, size, size)`` in [0, 1] (bilinear resize)."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    batch = []
-    for path in paths:
-        if not Path(path).is_file():
-            raise InputError(f"image not found: {path}")
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-        except (UnidentifiedImageError, OSError) as error:
-            raise InputError(f"cannot read image {path}: {error}") from None
-        batch.append(torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1))
-    return torch.stack(batch)
+def overlay_names(relative: Path, k: int) -> list[Path]:
+    """The overlay files of one image: ``NAME.png`` for its first class, ``NAME.top2.png`` … after."""
+    return [relative] + [relative.with_name(f"{relative.stem}.top{rank}.png") for rank in range(2, k + 1)]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Explain the images; write an overlay per image and ``explanations.json``."""
+    """Explain the images; write an overlay per image and class, and ``explanations.json``."""
     import torch
 
-    from camkit import plot
-    from camkit.explainer import explain
-    from camkit.io import write_json
-    from camkit.models import IMAGENET_MEAN, IMAGENET_STD, Standardize
-    from camkit.models.spec import load_model
+    from camkit.errors import InputError
+    from camkit.imagefiles import MAX_PIXELS, check_spares_inputs, find_images, output_names
+    from camkit.io import output_folder, write_json
+    from camkit.models.spec import load_model, preprocessing
+    from camkit.photos import iter_photos
 
     torch.manual_seed(args.seed)
     chosen = device(args.device)
-    model, class_names = load_model(args.model, weights=args.weights)
+    out = output_folder(args.out)
+    paths = find_images(args.images)
+    overlays = [overlay_names(out / name, args.top_k) for name in output_names(paths)]
+    planned = [path for files in overlays for path in files] + [out / "explanations.json"]
+    check_spares_inputs(planned, paths, what=f"--out {args.out}")
+    if len({str(p).lower() for p in planned}) != len(planned):
+        raise InputError("two outputs would share a name (an input named like another's NAME.topK.png): "
+                         "explain them separately")
+    model, class_names = load_model(args.model, weights=args.weights, trust=args.trust_model_file)
     model = model.to(chosen)
-    size = args.size or int(getattr(model, "meta", {}).get("image_size", 0) or 0) or 224
-    images = load_images(args.images, size).to(chosen)
-    inputs = images
-    if wants_imagenet(args.standardize, args.model):
-        inputs = Standardize(IMAGENET_MEAN, IMAGENET_STD).to(chosen)(images)
-    explanation = explain(model, inputs, method=args.method, layer=args.layer, top_k=args.top_k)
-    boxes = explanation.boxes(threshold=args.threshold)
-    out = Path(args.out)
-    records = []
-    for i, path in enumerate(args.images):
-        overlay = out / f"{Path(path).stem}.png"
-        plot.overlay(images[i : i + 1].cpu(), explanation.maps[i : i + 1].cpu(), boxes=boxes[i : i + 1].cpu(),
-                     labels=class_names, save=overlay)
-        classes = explanation.classes[i].tolist()
-        records.append({
-            "image": str(path),
-            "overlay": str(overlay),
-            "classes": classes,
-            "class_names": [class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
-                            for c in classes],
-            "scores": explanation.scores[i].tolist(),
-            "probs": explanation.probs[i].tolist(),
-            "boxes": boxes[i].tolist(),
-        })
-    summary = {"model": args.model, "method": args.method, "layers": list(explanation.layers),
-               "threshold": args.threshold, "size": size, "images": records}
+    prep = preprocessing(args.model, model, args.weights, args.standardize, args.size)
+    max_pixels = args.max_pixels or MAX_PIXELS
+    records: dict[int, dict] = {}
+    layers: tuple[str, ...] = ()
+    for photo in iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
+                             top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
+                             batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
+                             device=chosen, progress=not args.quiet, square=args.square):
+        layers = photo.layers
+        names = [_class_name(c, class_names) for c in photo.classes.tolist()]
+        _write_overlays(photo, names, overlays[photo.index])
+        records[photo.index] = {
+            "image": str(paths[photo.index]),
+            "overlays": [str(p) for p in overlays[photo.index]],
+            **photo.geometry.to_json(),
+            "classes": photo.classes.tolist(),
+            "class_names": names,
+            "scores": photo.scores.tolist(),
+            "probs": photo.probs.tolist(),
+            "boxes": photo.boxes.tolist(),
+        }
+    ordered = [records[index] for index in sorted(records)]
+    summary = {"model": args.model, "weights": args.weights, "method": args.method, "layers": list(layers),
+               "threshold": args.threshold, "shorter_side": prep.size, "shorter_side_from": prep.source,
+               "square": args.square,
+               "mean": prep.mean, "std": prep.std, "max_side": args.max_side, "boxes": "x0, y0, x1, y1 "
+               "inclusive, in each image's own pixels", "images": ordered}
     write_json(out / "explanations.json", summary, allow_nan=True)  # probs are NaN for non-classifiers
-    for record in records:
-        print(f"{record['image']}: " + ", ".join(
+    for record in ordered:
+        width, height = record["size"]
+        print(f"{record['image']} ({width}×{height}): " + ", ".join(
             f"{name} ({score:.2f}) box {box}"
             for name, score, box in zip(record["class_names"], record["scores"], record["boxes"], strict=True)))
-    print(f"wrote {len(records)} overlays and explanations.json to {out}/")
+    print(f"wrote {sum(len(r['overlays']) for r in ordered)} overlays and explanations.json to {out}/")
     return 0
+
+
+def _class_name(index: int, class_names) -> str:
+    return class_names[index] if class_names and 0 <= index < len(class_names) else str(index)
+
+
+def _write_overlays(photo, names: list[str], files: list[Path]) -> None:
+    """Each class's map over the image at the display size, with its box and name."""
+    from camkit.io import write_png
+    from camkit.photos import scale_boxes
+    from camkit.plot import blend, draw_boxes
+
+    rgb = photo.image.permute(1, 2, 0).numpy()
+    shown = scale_boxes(photo.boxes, photo.geometry.original, photo.geometry.display)
+    width = max(2, round(max(photo.geometry.display) / 300))
+    for k, path in enumerate(files):
+        pixels = blend(rgb, photo.maps[k].numpy())
+        label = f"{names[k]} ({float(photo.scores[k]):.2f})"
+        write_png(path, draw_boxes(pixels, shown[k].numpy(), labels=label, linewidth=width))

@@ -21,6 +21,7 @@ with nearest neighbour and thresholded at 0.5 (any non-zero PNG value is foregro
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,16 +66,25 @@ def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
 
 
 def read_metadata(metadata_dir) -> WSOLMetadata:
-    """Read one split folder.  Malformed lines raise :class:`InputError` naming file and line."""
+    """Read one split folder.  Malformed lines, duplicate ids in ``image_ids.txt``, and lines of the
+    other files whose image id is not in ``image_ids.txt`` (a typo would silently drop that image's
+    ground truth) raise :class:`InputError` naming file and line."""
     root = Path(metadata_dir)
     ids_file = root / "image_ids.txt"
     if not ids_file.is_file():
         raise InputError(f"{ids_file} not found: not a wsolevaluation metadata folder")
-    image_ids = [fields[0] for _, fields in _lines(ids_file)]
+    image_ids: list[str] = []
+    known: set[str] = set()
+    for number, fields in _lines(ids_file):
+        if fields[0] in known:
+            raise InputError(f"{ids_file} line {number}: image id {fields[0]!r} is listed twice")
+        known.add(fields[0])
+        image_ids.append(fields[0])
     labels: dict[str, int] = {}
     for number, fields in _lines(root / "class_labels.txt"):
         if len(fields) != 2:
             raise InputError(f"class_labels.txt line {number}: expected 'path,label'")
+        _known_id(fields[0], known, root / "class_labels.txt", number)
         labels[fields[0]] = _int(fields[1], "class_labels.txt", number)
     missing = [i for i in image_ids if i not in labels]
     if missing:
@@ -84,10 +94,13 @@ def read_metadata(metadata_dir) -> WSOLMetadata:
         for number, fields in _lines(root / "image_sizes.txt"):
             if len(fields) != 3:
                 raise InputError(f"image_sizes.txt line {number}: expected 'path,width,height'")
+            _known_id(fields[0], known, root / "image_sizes.txt", number)
             metadata.sizes[fields[0]] = (_int(fields[1], "image_sizes.txt", number),
                                          _int(fields[2], "image_sizes.txt", number))
     if (root / "localization.txt").is_file():
         for number, fields in _lines(root / "localization.txt"):
+            if len(fields) in (3, 5):
+                _known_id(fields[0], known, root / "localization.txt", number)
             if len(fields) == 5:
                 x0, y0, x1, y1 = (_int(v, "localization.txt", number) for v in fields[1:])
                 box = (x0, y0, x1, y1)
@@ -104,6 +117,11 @@ def read_metadata(metadata_dir) -> WSOLMetadata:
         if metadata.boxes and metadata.mask_paths:
             raise InputError("localization.txt mixes box lines and mask lines")
     return metadata
+
+
+def _known_id(image_id: str, known: set[str], file: Path, number: int) -> None:
+    if image_id not in known:
+        raise InputError(f"{file} line {number}: image id {image_id!r} is not in image_ids.txt")
 
 
 def _int(text: str, name: str, number: int) -> int:
@@ -168,6 +186,25 @@ class WSOLDataset(torch.utils.data.Dataset):
             except (OSError, UnidentifiedImageError, ValueError) as error:
                 return self._failed(item, image_id, f"mask: {type(error).__name__}: {error}")
         return item
+
+    def item_fingerprint(self, index: int) -> str:
+        """SHA-1 of what item ``index`` is made of, without decoding it: the resize ``size``, its
+        image id, label, recorded size and boxes, and the bytes of its image and mask files (a file
+        that cannot be read contributes its error).  ``camkit bench`` compares it before reusing work."""
+        image_id = self.metadata.image_ids[index]
+        digest = hashlib.sha1(repr((self.size, image_id, self.metadata.labels[image_id],
+                                    self.metadata.sizes.get(image_id), self.metadata.boxes.get(image_id, []),
+                                    self.metadata.mask_paths.get(image_id, []),
+                                    self.metadata.ignore_paths.get(image_id, ""))).encode())
+        files = [self.image_root / image_id] + [self.mask_root / p for p in self.metadata.mask_paths.get(image_id, [])]
+        if self.metadata.ignore_paths.get(image_id):
+            files.append(self.mask_root / self.metadata.ignore_paths[image_id])
+        for file in files:
+            try:
+                digest.update(file.read_bytes())
+            except OSError as error:
+                digest.update(f"unreadable: {type(error).__name__}: {error}".encode())
+        return digest.hexdigest()
 
     def _failed(self, item: dict, image_id: str, reason: str) -> dict:
         side = self.size or 1

@@ -1,8 +1,10 @@
 """Boxes and masks from maps at one threshold, box validation and box IoU.
 
 Boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates; the IoU uses the +1 pixel convention,
-``area = (x1 - x0 + 1) * (y1 - y0 + 1)``.  A box with ``x1 < x0`` or ``y1 < y0`` is empty
-(:data:`EMPTY_BOX` is the one camkit returns): area 0, IoU 0 with every box.
+``area = (x1 - x0 + 1) * (y1 - y0 + 1)``.  :data:`EMPTY_BOX` ``(0, 0, -1, -1)`` is the one empty box
+(what camkit returns for a map with no foreground): area 0, IoU 0 with every box.  Any other box
+with ``x1 < x0`` or ``y1 < y0`` is refused when scoring, with an error naming it, and so is
+``EMPTY_BOX`` as ground truth: a silent IoU of 0 would hide the mistake.
 
 Functions on tensors return tensors on the input's device (the work is done on the CPU with
 NumPy and SciPy, whose connected-component labelling has no GPU counterpart here); the
@@ -20,7 +22,7 @@ from scipy import ndimage
 from camkit.errors import InputError
 
 __all__ = ["EMPTY_BOX", "boxes", "masks", "iou", "best_iou", "component_boxes", "largest_component_box",
-           "box_array", "nonempty", "box_iou", "largest_box_array"]
+           "box_array", "nonempty", "box_iou", "largest_box_array", "ground_truth", "padded_best_iou"]
 
 #: Box of an empty foreground: zero area under the +1 convention, IoU 0 with every box.
 EMPTY_BOX = (0, 0, -1, -1)
@@ -38,9 +40,20 @@ def _as_numpy_maps(maps) -> np.ndarray:
             or maps.dtype == bool):
         raise InputError(f"maps must be numeric, got dtype {maps.dtype}")
     maps = maps.astype(np.float64, copy=False)
-    if np.isnan(maps).any():
-        raise InputError("maps contain NaN")
+    check_finite(maps)
     return maps
+
+
+def check_finite(maps: np.ndarray, nan: bool = True) -> None:
+    """Refuse maps holding +inf or -inf (and NaN unless ``nan=False``) with an error naming the map
+    (index in the flattened leading axes) and the value."""
+    bad = ~np.isfinite(maps) if nan else np.isinf(maps)
+    if bad.any():
+        index = np.unravel_index(int(np.argmax(bad)), maps.shape)
+        value = maps[index]
+        what = "NaN" if np.isnan(value) else ("+inf" if value > 0 else "-inf")
+        which = f" (map {int(np.ravel_multi_index(index[:-2], maps.shape[:-2]))})" if maps.ndim > 2 else ""
+        raise InputError(f"maps contain {what}{which}: every value must be finite")
 
 
 def _like(array: np.ndarray, maps) -> torch.Tensor:
@@ -142,10 +155,12 @@ def masks(maps, threshold: float = 0.2) -> torch.Tensor:
     return _like(array > threshold * peak, maps)
 
 
-def box_array(value, name: str = "boxes", integer: bool = True) -> np.ndarray:
+def box_array(value, name: str = "boxes", integer: bool = True, allow_empty: bool = True) -> np.ndarray:
     """Validate boxes: ``(N, 4)`` from a tensor, an array or a (nested) list; ``(4,)`` is one box,
-    an empty input ``(0, 4)``.  ``integer=True`` (scoring): int64, finite integer coordinates;
-    ``integer=False`` (drawing): float64, NaN allowed (such a box is skipped, see :func:`nonempty`)."""
+    an empty input ``(0, 4)``.  ``integer=True`` (scoring): int64, finite integer coordinates,
+    ``x0 <= x1`` and ``y0 <= y1`` except for :data:`EMPTY_BOX` (refused too with
+    ``allow_empty=False``, e.g. for ground truth); ``integer=False`` (drawing): float64, NaN and
+    empty boxes allowed (they are skipped, see :func:`nonempty`)."""
     array = _numpy(value)
     if array.dtype == object:
         raise InputError(f"{name} must be numbers x0, y0, x1, y1; got ragged {value!r}")
@@ -164,7 +179,17 @@ def box_array(value, name: str = "boxes", integer: bool = True) -> np.ndarray:
             raise InputError(f"{name} contain NaN or inf")
         if not np.array_equal(array, np.round(array)):
             raise InputError(f"{name} must hold integer pixel coordinates")
-    return array.astype(np.int64)
+    array = array.astype(np.int64)
+    # A reversed box is refused rather than swapped: it usually means another convention
+    # (x, y, w, h or y0, x0, ...), which a swap would turn into a plausible but wrong box.
+    reversed_ = (array[:, 2] < array[:, 0]) | (array[:, 3] < array[:, 1])
+    if allow_empty:
+        reversed_ &= np.any(array != np.array(EMPTY_BOX), axis=1)
+    if reversed_.any():
+        i = int(np.argmax(reversed_))
+        raise InputError(f"{name}[{i}] = {array[i].tolist()} is reversed (x1 < x0 or y1 < y0): a box is x0, y0, "
+                         "x1, y1 with x0 <= x1 and y0 <= y1")
+    return array
 
 
 def nonempty(boxes: np.ndarray) -> np.ndarray:
@@ -190,7 +215,8 @@ def iou(a, b) -> torch.Tensor:
     """Pairwise IoU of boxes ``a`` ``(N, 4)`` and ``b`` ``(M, 4)`` → ``(N, M)`` float64.
 
     ``IoU = |A ∩ B| / |A ∪ B|`` with inclusive pixel areas ``(x1 - x0 + 1)(y1 - y0 + 1)``; e.g.
-    ``[1, 2, 5, 6]`` vs ``[3, 1, 4, 5]`` is 8/27.  Empty boxes (``x1 < x0``) have area 0 and IoU 0.
+    ``[1, 2, 5, 6]`` vs ``[3, 1, 4, 5]`` is 8/27.  :data:`EMPTY_BOX` has area 0 and IoU 0; any other
+    reversed box (``x1 < x0`` or ``y1 < y0``) raises :class:`InputError` naming it.
     """
     table = box_iou(box_array(a, "a")[:, None], box_array(b, "b")[None])
     return _like(table, a if isinstance(a, torch.Tensor) else b)
@@ -203,20 +229,32 @@ def best_iou(boxes, gt_boxes: Sequence, image=None) -> np.ndarray:
     ``gt_boxes``: one ``(N_i, 4)`` set per image.  ``boxes``: ``(B, ..., 4)``, image ``i``'s boxes at
     ``boxes[i]`` → ``(B, ...)``; or, with ``image`` ``(R,)``, rows ``(R, 4)`` of images ``image[r]`` → ``(R,)``.
     """
-    boxes = _numpy(boxes).astype(np.int64, copy=False)
-    gt = [box_array(g, "gt_boxes") for g in gt_boxes]
-    if boxes.shape[-1:] != (4,) or (image is None and boxes.shape[0] != len(gt)):
-        raise InputError(f"boxes {boxes.shape} need a last axis of 4 and one ground-truth set per "
-                         f"image ({len(gt)} given)")
-    most = max((g.shape[0] for g in gt), default=0)
-    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), most, 1))
+    boxes = box_array(_numpy(boxes).reshape(-1, 4), "boxes").reshape(_numpy(boxes).shape)
+    gt = ground_truth(gt_boxes)
+    if image is None and boxes.shape[0] != gt.shape[0]:
+        raise InputError(f"boxes {boxes.shape} need one ground-truth set per image ({gt.shape[0]} given)")
+    return padded_best_iou(boxes, gt, image)
+
+
+def ground_truth(gt_boxes: Sequence) -> np.ndarray:
+    """Validated ground-truth boxes, one ``(N_i, 4)`` set per image (a reversed or empty box is an
+    error naming it), as ``(B, G, 4)`` int64 padded with :data:`EMPTY_BOX` (``G = max N_i``)."""
+    gt = [box_array(g, f"gt_boxes[{i}]", allow_empty=False) for i, g in enumerate(gt_boxes)]
+    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), max((g.shape[0] for g in gt), default=0), 1))
     for i, g in enumerate(gt):
         padded[i, :g.shape[0]] = g
+    return padded
+
+
+def padded_best_iou(boxes: np.ndarray, gt: np.ndarray, image=None) -> np.ndarray:
+    """:func:`best_iou` for int64 ``boxes`` already valid and ``gt`` from :func:`ground_truth`."""
+    if boxes.shape[-1:] != (4,):
+        raise InputError(f"boxes must have a last axis of 4, got shape {boxes.shape}")
     if image is None:
-        padded = padded.reshape(len(gt), *(1,) * (boxes.ndim - 2), most, 4)
+        gt = gt.reshape(gt.shape[0], *(1,) * (boxes.ndim - 2), *gt.shape[1:])
     else:
-        padded = padded[np.asarray(image)]
+        gt = gt[np.asarray(image)]
     best = np.zeros(boxes.shape[:-1])
-    for column in range(most):  # a few ground-truth boxes per image: one vectorised pass each
-        best = np.maximum(best, box_iou(boxes, padded[..., column, :]))
+    for column in range(gt.shape[-2]):  # a few ground-truth boxes per image: one vectorised pass each
+        best = np.maximum(best, box_iou(boxes, gt[..., column, :]))
     return best

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from camkit.errors import CamkitError, InputError
-from camkit.localize.boxes import EMPTY_BOX, best_iou, box_array
-from camkit.localize.component_tree import superlevel_components
+from camkit.localize.boxes import EMPTY_BOX, box_array, check_finite, ground_truth, padded_best_iou
+from camkit.localize.component_tree import sweep
 from camkit.localize.counts import Counts
 from camkit.maps import resize_maps
 
@@ -87,7 +87,8 @@ def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
     (bicubic, ``resize`` = (H, W); the
     wsolevaluation protocol defaults to 224²) then min-max normalised per map, float64 numpy.
 
-    NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros.
+    NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros, as
+    the reference does.  ±inf raises under both (the reference would score garbage).
     """
     _check_protocol(protocol)
     maps = _as_map_batch(maps)
@@ -101,10 +102,12 @@ def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
 def _min_max(maps: np.ndarray, nan_to_zero: bool) -> np.ndarray:
     """Per-map ``m -= min; m /= max`` (constant maps -> zeros), as ``camkit.maps.normalize_maps``
     and the reference compute it, skipping the passes that would not change a value.  A map with
-    a NaN (its min or max is NaN) becomes zeros or raises :class:`InputError`."""
+    a NaN (its min or max is NaN) becomes zeros or raises :class:`InputError`; ±inf always raises."""
     low = maps.min(axis=(1, 2), keepdims=True)
     high = maps.max(axis=(1, 2), keepdims=True)
     broken = np.isnan(low) | np.isnan(high)
+    if np.isinf(low).any() or np.isinf(high).any():  # NaN wins: the reference zeroes such a map
+        check_finite(np.where(broken, 0.0, maps), nan=False)
     if broken.any():
         if not nan_to_zero:
             raise InputError("maps contain NaN")
@@ -117,7 +120,10 @@ def _min_max(maps: np.ndarray, nan_to_zero: bool) -> np.ndarray:
     return np.divide(maps, span, out=np.zeros_like(maps), where=span > 0)
 
 
-def _box_lists(gt_boxes, batch: int) -> list[np.ndarray]:
+def _ground_truth_batch(gt_boxes, batch: int) -> np.ndarray:
+    """One ground-truth set per image (a list of ``(N_i, 4)``, or ``(B, 4)`` / ``(B, N, 4)``), validated
+    (every image has a box, none is reversed) and padded: ``(B, G, 4)`` int64, see
+    :func:`camkit.localize.boxes.ground_truth`."""
     if isinstance(gt_boxes, (torch.Tensor, np.ndarray)):
         array = gt_boxes.detach().cpu().numpy() if isinstance(gt_boxes, torch.Tensor) else gt_boxes
         if array.ndim == 2:
@@ -125,11 +131,10 @@ def _box_lists(gt_boxes, batch: int) -> list[np.ndarray]:
         gt_boxes = list(array)
     if len(gt_boxes) != batch:
         raise InputError(f"got {len(gt_boxes)} ground-truth box lists for {batch} maps")
-    lists = [box_array(b, "gt_boxes") for b in gt_boxes]
-    for i, b in enumerate(lists):
-        if b.shape[0] == 0:
+    for i, b in enumerate(gt_boxes):
+        if _numpy(b).size == 0:
             raise InputError(f"image {i} has no ground-truth box")
-    return lists
+    return ground_truth(gt_boxes)
 
 
 class LocalizationAccuracy(Counts):
@@ -164,15 +169,15 @@ class LocalizationAccuracy(Counts):
         if boxes.ndim != 3 or boxes.shape[2] != 4:
             raise InputError(f"boxes must be (B, K, 4), got {boxes.shape}")
         boxes = box_array(boxes.reshape(-1, 4), "boxes").reshape(boxes.shape)
-        gt = _box_lists(gt_boxes, len(labels))
+        gt = _ground_truth_batch(gt_boxes, len(labels))
         known = None
         if gt_known_boxes is not None:
             known = box_array(_numpy(gt_known_boxes).reshape(-1, 4), "gt_known_boxes")
             if known.shape[0] != len(labels):
                 raise InputError(f"gt_known_boxes has {known.shape[0]} boxes for {len(labels)} images: "
                                  "give one box per image, (B, 4) or (B, 1, 4)")
-            known = best_iou(known, gt)
-        self.update_ious(best_iou(boxes, gt), classes, labels, known)
+            known = padded_best_iou(known, gt)
+        self.update_ious(padded_best_iou(boxes, gt), classes, labels, known)
 
     def update_ious(self, ious, classes, labels, gt_known_ious=None) -> None:
         """Add a batch from IoUs already computed (:func:`camkit.localize.best_iou`):
@@ -222,8 +227,8 @@ class BoxAccuracy(Counts):
     components' boxes (``all_components=True``, the paper's V2) or the largest one's.
 
     Counts: ``num_images`` and ``correct_largest`` / ``correct_all`` ``(len(δ), len(τ))``.
-    Every component at every τ comes from one component-tree pass per batch
-    (:func:`camkit.localize.component_tree.superlevel_components`), not one labelling per τ.
+    Every component at every τ comes from one compiled sweep per batch and tree
+    (:func:`camkit.localize.component_tree.sweep`), not one labelling per τ.
     GT boxes must be in the coordinates of the scored maps (e.g. 224² for wsolevaluation).
     """
 
@@ -266,10 +271,10 @@ class BoxAccuracy(Counts):
         ``explain(..., targets=labels).maps``) or ``(B, H, W)``, raw or in [0, 1] (resized and
         min-max normalised here); ``gt_boxes`` one ``(N_i, 4)`` box set per image."""
         prepared = prepare_maps(maps, self.protocol, self.resize)
-        gt = _box_lists(gt_boxes, prepared.shape[0])
+        gt = _ground_truth_batch(gt_boxes, prepared.shape[0])
         for start in range(0, prepared.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            best_largest, best_all = self.best_ious(prepared[start:stop], gt[start:stop])
+            best_largest, best_all = self._best_ious(prepared[start:stop], gt[start:stop])
             self.correct_largest += (best_largest[None] >= self._deltas[:, None, None]).sum(axis=1)
             self.correct_all += (best_all[None] >= self._deltas[:, None, None]).sum(axis=1)
         self.num_images += prepared.shape[0]
@@ -277,63 +282,49 @@ class BoxAccuracy(Counts):
     def best_ious(self, prepared: np.ndarray, gt: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per image and τ: IoU of the largest component's box, and the best IoU over all boxes
         (``(B, len(τ))`` each), for maps already prepared by :func:`prepare_maps`."""
+        return self._best_ious(prepared, _ground_truth_batch(gt, prepared.shape[0]))
+
+    def _best_ious(self, prepared: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`best_ious` with ``gt`` ``(B, G, 4)`` already validated and padded."""
         batch, height, width = prepared.shape
         wsol = self.protocol == "wsolevaluation"
-        order_key = None
         if wsol:
-            # floor(255 m 2^24) orders pixels inside a level by their value, and its top byte is
-            # the reference's q = uint8(255 m) exactly (scaling by 2^24 rounds like 255 m does).
-            order_key = np.multiply(prepared, float(255 << 24)).astype(np.uint32)
-            levels = (order_key >> 24).astype(np.uint8)
-            top = levels.reshape(batch, -1).max(axis=1).astype(np.float64)
-            columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
+            # q = uint8(255 m), the reference's map; foreground at τ: q > int(τ · max q)
             num_thresholds = 256
+            table, top = sweep(prepared, "uint8", num_thresholds, self.connectivity)
+            columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
         else:
-            levels = np.searchsorted(self.thresholds, prepared, side="left").astype(np.int32)
-            columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
+            # level = #{k : τ_k < m}, so that m > τ_k exactly when k < level
             num_thresholds = self.thresholds.size
-        table = superlevel_components(levels, num_thresholds, self.connectivity,
-                                      fine=None if wsol else prepared, order_key=order_key)
-        boxes = table.boxes
+            table, _ = sweep(prepared, "thresholds", num_thresholds, self.connectivity, thresholds=self.thresholds)
+            columns = np.broadcast_to(np.arange(num_thresholds), (batch, num_thresholds))
+        boxes, images, cells = table.boxes, table.image, table.image * num_thresholds + table.threshold
+        n_components = boxes.shape[0]
         if wsol:
             boxes = _reference_far_corner(boxes, height, width)
-        row_iou = best_iou(boxes, gt, image=table.image)
+            if self.all_components:
+                # OpenCV's contour tree also boxes the border of every hole: a 4-connected
+                # component of {q <= k} = {255 - q > 254 - k} that does not touch the image
+                # border, traced on the foreground pixels one pixel outside it on every side.
+                holes, _ = sweep(prepared, "uint8_complement", 255, connectivity=4, interior_only=True)
+                hole_boxes = _reference_far_corner(holes.boxes + np.array([-1, -1, 1, 1]), height, width)
+                boxes = np.concatenate([boxes, hole_boxes])
+                images = np.concatenate([images, holes.image])
+                cells = np.concatenate([cells, holes.image * num_thresholds + 254 - holes.threshold])
+        row_iou = padded_best_iou(boxes, gt, image=images)
 
         empty_box = np.array(_REFERENCE_EMPTY_BOX if wsol else EMPTY_BOX, np.int64)
-        empty_iou = best_iou(np.tile(empty_box, (batch, 1)), gt)
-        cells = table.image * num_thresholds + table.threshold
+        empty_iou = padded_best_iou(np.tile(empty_box, (batch, 1)), gt)
         best = np.full(batch * num_thresholds, -1.0)
         np.maximum.at(best, cells, row_iou)
-        if wsol and self.all_components:
-            best = np.maximum(best, self._hole_ious(levels, order_key, gt, num_thresholds))
         best = best.reshape(batch, num_thresholds)
         best = np.where(best < 0, empty_iou[:, None], best)  # no component: the empty box
 
         largest = table.largest
-        largest_iou = np.where(largest >= 0, row_iou[np.maximum(largest, 0)] if row_iou.size
+        largest_iou = np.where(largest >= 0, row_iou[np.maximum(largest, 0)] if n_components
                                else 0.0, empty_iou[:, None])
         rows = np.arange(batch)[:, None]
         return largest_iou[rows, columns], best[rows, columns]
-
-    def _hole_ious(self, levels, order_key, gt, num_thresholds) -> np.ndarray:
-        """Best IoU per (image, k) over the boxes of hole borders, -1 where there is no hole.
-
-        A hole of ``{q > k}`` is a 4-connected component of ``{q <= k} = {255 - q > 254 - k}``
-        that does not touch the image border; OpenCV traces its border on the surrounding
-        foreground pixels, one pixel outside the hole on every side."""
-        batch, height, width = levels.shape
-        inverted = 255 - levels  # uint8
-        table = superlevel_components(inverted, 255, connectivity=4, order_key=~order_key,
-                                      interior_only=True)
-        b = table.boxes
-        inside = (b[:, 0] > 0) & (b[:, 1] > 0) & (b[:, 2] < width - 1) & (b[:, 3] < height - 1)
-        border = b[inside] + np.array([-1, -1, 1, 1])
-        border = _reference_far_corner(border, height, width)
-        row_iou = best_iou(border, gt, image=table.image[inside])
-        k = 254 - table.threshold[inside]
-        best = np.full(batch * num_thresholds, -1.0)
-        np.maximum.at(best, table.image[inside] * num_thresholds + k, row_iou)
-        return best
 
     def result(self) -> dict:
         """Percentages: ``max_box_acc``, ``max_box_acc_v2``, ``box_acc`` (dict δ → curve over τ

@@ -4,7 +4,8 @@ from camkit.models.coarse import CoarseNet
 from camkit.models.heads import CamNet, gap_head
 from camkit.models.nin import GlobalPool, NiN
 from camkit.models.standardize import IMAGENET_MEAN, IMAGENET_STD, Standardize, Standardized
-from camkit.models.zoo import WeightsError, available, get, load, pretrained, save
+from camkit.models.zoo import WeightsError, available, get, load, pretrained, save, training_size
 
 __all__ = ["NiN", "CoarseNet", "GlobalPool", "Standardize", "Standardized", "IMAGENET_MEAN", "IMAGENET_STD",
-           "CamNet", "gap_head", "get", "pretrained", "load", "save", "available", "WeightsError"]
+           "CamNet", "gap_head", "get", "pretrained", "load", "save", "available", "WeightsError",
+           "training_size"]

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from camkit.errors import InputError
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Standardize", "Standardized"]
 
 #: Per-channel mean and standard deviation of ImageNet's RGB images in [0, 1].
@@ -34,7 +36,14 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(x - mean) / std`` of ``x`` ``(B, C, H, W)``."""
+        """``(x - mean) / std`` of ``x`` ``(B, C, H, W)``; ``C`` must be the number of channels of
+        ``mean`` (one mean serves any ``C``): a grey image given to an RGB model is an error, not
+        a silent broadcast."""
+        channels = self.mean.shape[1]
+        if channels != 1 and (x.dim() < 2 or x.shape[1] != channels):
+            got = x.shape[1] if x.dim() >= 2 else "no"
+            raise InputError(f"images have {got} channel(s) but the model standardises {channels} "
+                             f"(shape {tuple(x.shape)}); give (B, {channels}, H, W) images")
         return (x - self.mean) / self.std
 
 

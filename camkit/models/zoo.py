@@ -12,14 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from camkit.errors import CamkitError, InputError
+from camkit.errors import CamkitError, InputError, one_line
 from camkit.io import save_torch
 from camkit.models.coarse import CoarseNet
 from camkit.models.heads import gap_head
 from camkit.models.nin import NiN
 
-__all__ = ["WeightsError", "get", "pretrained", "save", "load", "available", "WEIGHTS_DIR"]
+__all__ = ["WeightsError", "get", "pretrained", "save", "load", "available", "training_size", "DEFAULT_SIZE",
+           "WEIGHTS_DIR"]
 
+#: The shorter side images are resized to when nothing says what a model was trained on.
+DEFAULT_SIZE = 224
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODEL_FORMAT = "camkit-model-v1"
 #: Checkpoints shipped inside the package: name -> file in ``WEIGHTS_DIR``.
@@ -128,7 +131,10 @@ def load(path) -> nn.Module:
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"model file {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # not a torch file, truncated, or pickled objects weights_only refuses
+        raise WeightsError(f"could not read model file {path}: {one_line(error)}") from None
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         raise WeightsError(f"{path} is not a camkit model file (format {MODEL_FORMAT!r})")
     arch = state.get("arch", "nin")
@@ -145,6 +151,19 @@ def _renamed_keys(state_dict: dict) -> dict:
     """Files saved before the input module was named ``standardize`` call it ``normalize``."""
     return {("standardize." + key[len("normalize."):] if key.startswith("normalize.") else key): value
             for key, value in state_dict.items()}
+
+
+def training_size(model: nn.Module) -> int | None:
+    """The image side a camkit model was trained at, as its file records it (``meta["image_size"]``,
+    or ``meta["data"]["size"]`` as ``camkit train`` writes it), or ``None`` when it does not say."""
+    meta = getattr(model, "meta", None)
+    if not isinstance(meta, dict):
+        return None
+    data = meta.get("data")
+    for value in (meta.get("image_size"), data.get("size") if isinstance(data, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def pretrained(name: str = "nin-shapes") -> nn.Module:

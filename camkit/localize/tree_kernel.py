@@ -1,0 +1,568 @@
+"""Compiled kernels of the component tree (numba: compiled on first use, then cached on disk).
+
+Every connected component of every superlevel set ``{levels > k}`` of a map, in one pass:
+
+1. **Hills.**  Each row is cut at its dips (a pixel lower than its left neighbour and not higher
+   than its right one); between two cuts the row rises then falls, so the part of a hill above any
+   level is an interval around its peak.
+2. **Ascent regions.**  Each hill points to the hill of its peak's highest neighbour when that
+   one is higher; a region is a tree of such pointers.  Its part above any level is connected
+   (a hill's part touches its target's), so every superlevel component is a union of region parts.
+3. **Region graph.**  Two regions touch at their pass level, the highest ``min(level_p, level_q)``
+   over touching pixel pairs: above it their parts are apart, below it joined.
+4. **Kruskal.**  Joining regions in order of decreasing pass level (union-find) builds every
+   component in the order the threshold falls.  A component exists for ``k`` in ``[pass level of
+   its last join, pass level where it joins another)``; its rows (box and pixel count above ``k``)
+   are written when it dies, from column / row maxima and a level histogram kept per large
+   component (added up as components join), or, for a small one, by scanning its hills.
+
+Everything runs on whole rows and on the few thousand hills of an image, never pixel by pixel
+in level order: the sweep costs a few passes over the pixels whatever the number of thresholds.
+
+One algorithm: the sweep above, one compiled function per step.
+"""
+import numpy as np
+from numba import njit
+
+jit = njit(cache=True, nogil=True, error_model="numpy")
+# Helpers called in loops are inlined: a call would count references to every array it takes.
+inline = njit(cache=True, nogil=True, error_model="numpy", inline="always")
+
+# A component keeps column, row and level profiles once it has this many pixels; the rows of a
+# smaller one are found by scanning its hills.
+SLOT_MIN = 256
+
+# Columns of the component table (valid at union-find roots).
+PARENT, BIRTH, NPIX, X0, Y0, X1, Y1, LMIN, LMAX, BORDER, SLOT, HEAD, TAIL = range(13)
+# Columns of the row table.
+IMAGE, K, BX0, BY0, BX1, BY1, AREA = range(7)
+# How maps become levels (see component_rows).
+LEVELS, UINT8, UINT8_COMPLEMENT, THRESHOLDS = range(4)
+
+
+@jit
+def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only):
+    """Every component of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1``.
+
+    ``maps``: float64 ``(B, H, W)``, turned into levels by ``quantiser``: :data:`LEVELS` (the
+    values are the levels), :data:`UINT8` (``int(255 m)``, the wsolevaluation reference's uint8
+    map), :data:`UINT8_COMPLEMENT` (``255 - int(255 m)``) or :data:`THRESHOLDS` (the number of
+    ``thresholds``, sorted, strictly below ``m``); levels above ``num_thresholds`` act as it.
+    ``connectivity``: 4 or 8; ``interior_only``: only components that do not touch the image
+    border (their pixel counts are not computed).
+
+    Returns ``rows`` int32 ``(N, 7)``: image, k, x0, y0, x1, y1 (inclusive box), pixel count;
+    ``largest`` int64 ``(B, num_thresholds)``: the row of the component with the most pixels
+    (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level.
+    """
+    batch, height, width = maps.shape
+    top = num_thresholds
+    pw = width + 2
+    n_levels = 1 if interior_only else top + 1
+    most_hills = height * (width // 2 + 1)
+    q = np.empty((height + 2) * pw, np.int32)  # levels clipped to top, with a frame of -1
+    for i in range(q.size):
+        q[i] = -1
+    hill_y = np.empty(most_hills + 1, np.int32)
+    hill_x0 = np.empty(most_hills + 1, np.int32)
+    hill_x1 = np.empty(most_hills + 1, np.int32)
+    peak_level = np.empty(most_hills + 1, np.int32)
+    peak_x = np.empty(most_hills + 1, np.int32)
+    row_first = np.empty(height + 1, np.int32)
+    hill_map = np.empty((height + 2) * pw, np.int32)
+    flags = np.zeros(8 * ((width + 7) // 8), np.uint8)
+    pointer = np.empty(most_hills, np.int32)
+    hill_region = np.empty(most_hills, np.int32)
+    next_hill = np.empty(most_hills, np.int32)
+    comp = np.empty((most_hills, 13), np.int32)
+    capacity = 3 * most_hills + height
+    edge_a = np.empty(capacity, np.int32)
+    edge_b = np.empty(capacity, np.int32)
+    edge_p = np.empty(capacity, np.int32)
+    order = np.empty(capacity, np.int32)
+    bucket = np.empty(top + 2, np.int64)
+    n_slots = height * width // SLOT_MIN + 1
+    col = np.zeros((n_slots, width), np.int32)
+    rowmax = np.zeros((n_slots, height), np.int32)
+    hist = np.zeros((n_slots, n_levels), np.int32)
+    free = np.empty(n_slots, np.int32)
+    for i in range(n_slots):
+        free[i] = i
+    rows = np.empty((4096, 7), np.int32)
+    n_rows = 0
+    largest = np.empty((batch, num_thresholds), np.int64)
+    for b in range(batch):
+        for k in range(num_thresholds):
+            largest[b, k] = -1
+    first = _threshold_buckets(thresholds) if quantiser == THRESHOLDS else np.zeros(1, np.int64)
+    highest = np.zeros(batch, np.int64)
+    for b in range(batch):
+        highest[b] = _load(maps[b], quantiser, thresholds, first, top, q)
+        n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map,
+                         flags)
+        n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
+                             peak_x, hill_map, pointer, hill_region, next_hill, comp)
+        n_free = n_slots
+        n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first, hill_region, edge_a, edge_b,
+                         edge_p)
+        _sort_edges(edge_p, n_edges, top, bucket, order)
+        first_row = n_rows
+        rows, n_rows, n_free = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
+                                        hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
+                                        n_edges, col, rowmax, hist, free, n_free, rows, n_rows)
+        if not interior_only:
+            _largest(rows, first_row, n_rows, largest[b])
+    return rows[:n_rows], largest, highest
+
+
+@jit
+def _load(image, quantiser, thresholds, first, top, q):
+    """Levels of one map ``(H, W)`` into ``q`` (inside its frame); returns the highest level."""
+    height, width = image.shape
+    pw = width + 2
+    highest = 0
+    for y in range(height):
+        source = image[y]
+        target = q[(y + 1) * pw + 1:(y + 1) * pw + 1 + width]
+        # Values out of range (and NaN, which callers refuse or zero) are clamped, never cast raw.
+        if quantiser == LEVELS:
+            for x in range(width):
+                target[x] = int(min(source[x], top)) if source[x] >= 1 else 0
+        elif quantiser == UINT8:
+            for x in range(width):
+                level = source[x] * 255.0
+                target[x] = min(int(min(level, 255.0)) if level >= 1 else 0, top)
+        elif quantiser == UINT8_COMPLEMENT:
+            for x in range(width):
+                level = source[x] * 255.0
+                target[x] = min(255 - (int(min(level, 255.0)) if level >= 1 else 0), top)
+        else:
+            n = thresholds.size
+            n_buckets = first.size - 1
+            for x in range(width):
+                m = source[x]
+                c = 0
+                if m >= 0:  # NaN and negatives count none; one bucket back keeps j / n_buckets <= m
+                    c = first[max(int(min(m, 1.0) * n_buckets) - 1, 0)]
+                while c < n and thresholds[c] < m:
+                    c += 1
+                target[x] = min(c, top)
+        for x in range(width):
+            highest = max(highest, target[x])
+    return highest
+
+
+@jit
+def _threshold_buckets(thresholds):
+    """``first[j]``: how many ``thresholds`` lie below ``j / n_buckets`` (``4 n`` buckets over [0, 1])."""
+    n = thresholds.size
+    n_buckets = 4 * n
+    first = np.empty(n_buckets + 1, np.int64)
+    c = 0
+    for j in range(n_buckets + 1):
+        while c < n and thresholds[c] < j / n_buckets:
+            c += 1
+        first[j] = c
+    return first
+
+
+@jit
+def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags):
+    """Cut each row at its dips (a pixel lower than its left neighbour and not higher than its
+    right one): between two cuts a row rises then falls, so the part of a hill above any level is
+    an interval.  Per hill: row, first and last column, peak level and the last column at the
+    peak (the first strict descent); ``hill_map`` (laid out as ``q``) gives every pixel's hill.
+
+    With ``d(x)``: pixel x is higher than pixel x + 1 (the frame counts as lowest), a hill starts
+    where ``d`` falls from 1 to 0 and its peak is where ``d`` next rises from 0 to 1."""
+    pw = width + 2
+    words = flags.view(np.uint64)
+    n = 0
+    for y in range(height):
+        row = q[(y + 1) * pw:(y + 2) * pw]  # pixel x at row[x + 1]
+        for x in range(width):
+            before = row[x] > row[x + 1]
+            after = row[x + 1] > row[x + 2]
+            flags[x] = (before & (after ^ 1)) | ((after & (before ^ 1)) << 1)
+        flags[0] = 1 | (flags[0] & 2)
+        row_first[y] = n
+        h = n - 1
+        for w in range(words.size):  # the few flagged pixels, eight at a time
+            if words[w] == 0:
+                continue
+            for x in range(8 * w, 8 * w + 8):
+                flag = flags[x]
+                if flag & 1:
+                    h += 1
+                    hill_x0[h] = x
+                    peak_x[h] = -1
+                if flag & 2 and peak_x[h] < 0:
+                    peak_x[h] = x
+        n = h + 1
+        hill_x0[n] = width
+        for h in range(row_first[y], n):
+            x1 = hill_x0[h + 1] - 1
+            hill_x1[h] = x1
+            hill_y[h] = y
+            peak_level[h] = row[peak_x[h] + 1]
+            for i in range(np.uint64((y + 1) * pw + hill_x0[h] + 1), np.uint64((y + 1) * pw + x1 + 2)):
+                hill_map[i] = h  # unsigned indices: no test for negative ones
+    row_first[height] = n
+    return n
+
+
+@jit
+def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level, peak_x, hill_map,
+             pointer, hill_region, next_hill, comp):
+    """Group hills into ascent regions: a hill points to the hill of its peak's highest neighbour
+    when that one is higher (by level, then by index), and a region is a tree of pointers.  A
+    hill's part above k touches its target's (its peak is above k, and so is that neighbour), so a
+    region's part above any level is connected.  Fills ``comp`` per region (its birth is its peak
+    level) and the member lists (``HEAD``, ``TAIL``, ``next_hill``)."""
+    pw = width + 2
+    # Neighbours in index order, the pixel itself in the middle: key = 16 level + rank.
+    if connectivity == 8:
+        offsets = np.array([-pw - 1, -pw, -pw + 1, -1, 0, 1, pw - 1, pw, pw + 1])
+    else:
+        offsets = np.array([-pw, -1, 0, 1, pw])
+    middle = offsets.size // 2
+    for h in range(n_hills):
+        p = (hill_y[h] + 1) * pw + peak_x[h] + 1
+        best = 0
+        for rank in range(offsets.size):
+            best = max(best, q[np.uint64(p + offsets[rank])] * 16 + rank)
+        rank = best & 15
+        pointer[h] = h if rank == middle else hill_map[np.uint64(p + offsets[rank])]
+    for h in range(n_hills):
+        root = pointer[h]
+        while pointer[root] != root:
+            root = pointer[root]
+        walk = h
+        while walk != root:
+            following = pointer[walk]
+            pointer[walk] = root
+            walk = following
+    n_regions = 0
+    for h in range(n_hills):
+        if pointer[h] == h:
+            hill_region[h] = n_regions
+            comp[n_regions, PARENT] = n_regions
+            comp[n_regions, NPIX] = 0
+            comp[n_regions, X0] = width
+            comp[n_regions, Y0] = height
+            comp[n_regions, X1] = -1
+            comp[n_regions, Y1] = -1
+            comp[n_regions, LMIN] = peak_level[h]
+            comp[n_regions, LMAX] = peak_level[h]
+            comp[n_regions, BORDER] = 0
+            comp[n_regions, SLOT] = -1
+            comp[n_regions, HEAD] = -1
+            comp[n_regions, TAIL] = -1
+            n_regions += 1
+    for h in range(n_hills):
+        r = np.uint64(hill_region[pointer[h]])  # unsigned: no test for negative indices
+        hill_region[h] = r
+        y, x0, x1 = hill_y[h], hill_x0[h], hill_x1[h]
+        left = q[(y + 1) * pw + x0 + 1]
+        right = q[(y + 1) * pw + x1 + 1]
+        comp[r, NPIX] += x1 - x0 + 1
+        comp[r, X0] = min(comp[r, X0], x0)
+        comp[r, X1] = max(comp[r, X1], x1)
+        comp[r, Y0] = min(comp[r, Y0], y)
+        comp[r, Y1] = max(comp[r, Y1], y)
+        comp[r, LMIN] = min(comp[r, LMIN], min(left, right))  # a hill is lowest at an end
+        if y == 0 or y == height - 1:
+            border = peak_level[h]
+        else:
+            border = max(left if x0 == 0 else 0, right if x1 == width - 1 else 0)
+        comp[r, BORDER] = max(comp[r, BORDER], border)
+        next_hill[h] = -1
+        if comp[r, HEAD] < 0:
+            comp[r, HEAD] = h
+        else:
+            next_hill[comp[r, TAIL]] = h
+        comp[r, TAIL] = h
+    for r in range(n_regions):
+        comp[r, BIRTH] = comp[r, LMAX]
+    return n_regions
+
+
+@jit
+def _add_hills(h, s, q, width, n_levels, hill_y, hill_x0, hill_x1, peak_level, next_hill, col, rowmax, hist):
+    """Add hill ``h`` and the hills after it in its list to profile slot ``s``: column maxima,
+    row maxima and (``n_levels > 1``) the level histogram."""
+    pw = width + 2
+    columns, counts = col[s], hist[s]
+    while h >= 0:
+        y, x0, x1 = hill_y[h], hill_x0[h], hill_x1[h]
+        shift = np.uint64((y + 1) * pw + 1)
+        for x in range(np.uint64(x0), np.uint64(x1 + 1)):  # unsigned indices: no test for negative ones
+            level = q[shift + x]
+            columns[x] = max(columns[x], level)
+            if n_levels > 1:
+                counts[np.uint64(level)] += 1
+        rowmax[s, y] = max(rowmax[s, y], peak_level[h])
+        h = next_hill[h]
+
+
+@jit
+def _edges(q, height, width, diagonal, hill_x1, row_first, hill_region, edge_a, edge_b, edge_p):
+    """Pairs of touching regions with their pass level, the highest ``min(level)`` over two
+    touching pixels, one in each (a pair may repeat; pass 0 is left out)."""
+    pw = width + 2
+    n = 0
+    for y in range(height):
+        row = q[(y + 1) * pw:(y + 2) * pw]
+        for h in range(row_first[y], row_first[y + 1] - 1):
+            a, c = hill_region[h], hill_region[h + 1]
+            level = row[hill_x1[h] + 2]  # the next hill's first pixel, a dip: the lower of the two
+            edge_a[n] = a
+            edge_b[n] = c
+            edge_p[n] = level
+            n += (level > 0) & (a != c)
+    # Touching hills of consecutive rows: the column ranges where the hill pair stays the same
+    # ("segments") are swept left to right.  Of the diagonal pairs that cross a hill boundary,
+    # only the one staying within the pair at the segment's right end can raise a pass level:
+    # the others are matched by a vertical pair and a row neighbour, since a row is higher just
+    # left of a cut than at it.
+    for y in range(height - 1):
+        up = q[(y + 1) * pw + 1:(y + 2) * pw + 1]  # pixel x at up[x]; up[width] is the frame
+        down = q[(y + 2) * pw + 1:(y + 3) * pw + 1]
+        i = row_first[y]
+        j = row_first[y + 1]
+        lo = 0
+        while True:
+            end_i = hill_x1[i]
+            end_j = hill_x1[j]
+            hi = min(end_i, end_j)
+            a, c = hill_region[i], hill_region[j]
+            if a != c:
+                best = min(up[hi], down[hi])
+                one = np.uint64(1)
+                if diagonal:
+                    for x in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no test for negative indices
+                        best = max(best, min(up[x], down[x]), min(up[x], down[x + one]), min(up[x + one], down[x]))
+                    if end_i < end_j:
+                        best = max(best, min(up[hi], down[hi + 1]))
+                    elif end_j < end_i:
+                        best = max(best, min(up[hi + 1], down[hi]))
+                else:
+                    for x in range(np.uint64(lo), np.uint64(hi)):
+                        best = max(best, min(up[x], down[x]))
+                edge_a[n] = a
+                edge_b[n] = c
+                edge_p[n] = best
+                n += best > 0
+            if hi == width - 1:
+                break
+            i += end_i == hi
+            j += end_j == hi
+            lo = hi + 1
+    return n
+
+
+@jit
+def _sort_edges(edge_p, n_edges, top, bucket, order):
+    """``order``: the edges by decreasing pass level (counting sort)."""
+    bucket[:] = 0
+    for t in range(n_edges):
+        bucket[top - edge_p[t] + 1] += 1
+    for v in range(top + 1):
+        bucket[v + 1] += bucket[v]
+    for t in range(n_edges):
+        v = top - edge_p[t]
+        order[bucket[v]] = t
+        bucket[v] += 1
+
+
+@inline
+def _find(comp, c):
+    while comp[c, PARENT] != c:
+        comp[c, PARENT] = comp[comp[c, PARENT], PARENT]
+        c = comp[c, PARENT]
+    return c
+
+
+@jit
+def _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0, hill_x1, peak_level,
+             next_hill, comp, edge_a, edge_b, edge_p, order, n_edges, col, rowmax, hist, free, n_free, rows,
+             n_rows):
+    """Join regions at their pass levels, highest first.  A component's rows (one per k where it
+    exists) are written when it joins another (its life ends there) and, for the components left
+    at the end, down to k = 0."""
+    for step in range(n_edges + n_regions):
+        if step < n_edges:
+            t = order[step]
+            a = _find(comp, edge_a[t])
+            c = _find(comp, edge_b[t])
+            if a == c:
+                continue
+            low = edge_p[t]
+        else:  # the components left at the end
+            a = c = step - n_edges
+            if comp[a, PARENT] != a:
+                continue
+            low = 0
+        for side in range(1 if a == c else 2):
+            r = a if side == 0 else c
+            lo = max(low, comp[r, BORDER]) if interior_only else low
+            if comp[r, BIRTH] <= lo:
+                continue
+            rows = _reserve(rows, n_rows, comp[r, BIRTH] - lo)
+            if comp[r, SLOT] < 0 and comp[r, NPIX] >= SLOT_MIN:  # large: profiles pay off from now on
+                n_free -= 1
+                comp[r, SLOT] = free[n_free]
+                _add_hills(comp[r, HEAD], comp[r, SLOT], q, width, n_levels, hill_y, hill_x0, hill_x1, peak_level,
+                           next_hill, col, rowmax, hist)
+            if comp[r, SLOT] < 0:
+                n_rows = _scan_rows(r, lo, b, q, height, width, hill_y, hill_x0, hill_x1, peak_level, next_hill,
+                                    comp, rows, n_rows)
+            else:
+                n_rows = _profile_rows(r, lo, b, n_levels, comp, col, rowmax, hist, rows, n_rows)
+        if a == c:
+            if comp[a, SLOT] >= 0:  # leave the slot clean for the next image
+                n_free = _release(comp, a, col, rowmax, hist, n_levels, free, n_free)
+            continue
+        # The one with a profile slot (the larger when both have one) absorbs the other.
+        if comp[a, SLOT] >= 0 and comp[c, SLOT] >= 0:
+            swap = comp[c, NPIX] > comp[a, NPIX]
+        elif comp[a, SLOT] >= 0 or comp[c, SLOT] >= 0:
+            swap = comp[c, SLOT] >= 0
+        else:
+            swap = comp[c, NPIX] > comp[a, NPIX]
+        keep, gone = (c, a) if swap else (a, c)
+        s, g = comp[keep, SLOT], comp[gone, SLOT]
+        if interior_only and max(comp[keep, BORDER], comp[gone, BORDER]) >= low:
+            # it touches the image border for the rest of its life: no more rows, no profiles
+            if s >= 0:
+                n_free = _release(comp, keep, col, rowmax, hist, n_levels, free, n_free)
+            if g >= 0:
+                n_free = _release(comp, gone, col, rowmax, hist, n_levels, free, n_free)
+        elif s >= 0 and g >= 0:
+            for x in range(comp[gone, X0], comp[gone, X1] + 1):
+                col[s, x] = max(col[s, x], col[g, x])
+            for y in range(comp[gone, Y0], comp[gone, Y1] + 1):
+                rowmax[s, y] = max(rowmax[s, y], rowmax[g, y])
+            if n_levels > 1:
+                for v in range(comp[gone, LMIN], comp[gone, LMAX] + 1):
+                    hist[s, v] += hist[g, v]
+            n_free = _release(comp, gone, col, rowmax, hist, n_levels, free, n_free)
+        elif s >= 0:
+            _add_hills(comp[gone, HEAD], s, q, width, n_levels, hill_y, hill_x0, hill_x1, peak_level, next_hill,
+                       col, rowmax, hist)
+        next_hill[comp[keep, TAIL]] = comp[gone, HEAD]
+        comp[keep, TAIL] = comp[gone, TAIL]
+        comp[gone, PARENT] = keep
+        comp[keep, NPIX] += comp[gone, NPIX]
+        comp[keep, X0] = min(comp[keep, X0], comp[gone, X0])
+        comp[keep, Y0] = min(comp[keep, Y0], comp[gone, Y0])
+        comp[keep, X1] = max(comp[keep, X1], comp[gone, X1])
+        comp[keep, Y1] = max(comp[keep, Y1], comp[gone, Y1])
+        comp[keep, LMIN] = min(comp[keep, LMIN], comp[gone, LMIN])
+        comp[keep, LMAX] = max(comp[keep, LMAX], comp[gone, LMAX])
+        comp[keep, BORDER] = max(comp[keep, BORDER], comp[gone, BORDER])
+        comp[keep, BIRTH] = low
+    return rows, n_rows, n_free
+
+
+@jit
+def _release(comp, c, col, rowmax, hist, n_levels, free, n_free):
+    """Clear the profile slot of component ``c`` and put it back on the free stack."""
+    s = comp[c, SLOT]
+    col[s, comp[c, X0]:comp[c, X1] + 1] = 0
+    rowmax[s, comp[c, Y0]:comp[c, Y1] + 1] = 0
+    if n_levels > 1:
+        hist[s, comp[c, LMIN]:comp[c, LMAX] + 1] = 0
+    comp[c, SLOT] = -1
+    free[n_free] = s
+    return n_free + 1
+
+
+@inline
+def _reserve(rows, n_rows, extra):
+    """``rows``, grown if it has no room for ``extra`` more."""
+    if n_rows + extra <= rows.shape[0]:
+        return rows
+    grown = np.empty((2 * (n_rows + extra), 7), np.int32)
+    for r in range(n_rows):
+        for f in range(7):
+            grown[r, f] = rows[r, f]
+    return grown
+
+
+@inline
+def _scan_rows(c, lo, b, q, height, width, hill_y, hill_x0, hill_x1, peak_level, next_hill, comp, rows, n_rows):
+    """Rows of a small component for k in [lo, birth), from the parts of its hills above k."""
+    hi = comp[c, BIRTH]
+    pw = width + 2
+    for r in range(n_rows, n_rows + hi - lo):
+        rows[r, IMAGE] = b
+        rows[r, K] = lo + r - n_rows
+        rows[r, BX0] = width
+        rows[r, BY0] = height
+        rows[r, BX1] = -1
+        rows[r, BY1] = -1
+        rows[r, AREA] = 0
+    h = comp[c, HEAD]
+    while h >= 0:
+        y = hill_y[h]
+        base = (y + 1) * pw + 1
+        left, right = base + hill_x0[h], base + hill_x1[h]
+        for k in range(lo, min(hi, peak_level[h])):
+            while q[left] <= k:
+                left += 1
+            while q[right] <= k:
+                right -= 1
+            r = n_rows + k - lo
+            rows[r, BX0] = min(rows[r, BX0], left - base)
+            rows[r, BY0] = min(rows[r, BY0], y)
+            rows[r, BX1] = max(rows[r, BX1], right - base)
+            rows[r, BY1] = max(rows[r, BY1], y)
+            rows[r, AREA] += right - left + 1
+        h = next_hill[h]
+    return n_rows + hi - lo
+
+
+@inline
+def _profile_rows(c, lo, b, n_levels, comp, col, rowmax, hist, rows, n_rows):
+    """Rows of a component with a profile slot for k in [lo, birth): the first and last column
+    and row whose maximum exceeds k, and the pixels above k (with ``n_levels > 1``)."""
+    s = comp[c, SLOT]
+    x0, x1, y0, y1 = comp[c, X0], comp[c, X1], comp[c, Y0], comp[c, Y1]
+    below = 0  # pixels at levels <= k
+    if n_levels > 1:
+        for v in range(comp[c, LMIN], lo + 1):
+            below += hist[s, v]
+    for k in range(lo, comp[c, BIRTH]):
+        while col[s, x0] <= k:
+            x0 += 1
+        while col[s, x1] <= k:
+            x1 -= 1
+        while rowmax[s, y0] <= k:
+            y0 += 1
+        while rowmax[s, y1] <= k:
+            y1 -= 1
+        rows[n_rows, IMAGE] = b
+        rows[n_rows, K] = k
+        rows[n_rows, BX0] = x0
+        rows[n_rows, BY0] = y0
+        rows[n_rows, BX1] = x1
+        rows[n_rows, BY1] = y1
+        rows[n_rows, AREA] = 0
+        if n_levels > 1:
+            rows[n_rows, AREA] = comp[c, NPIX] - below
+            below += hist[s, k + 1]
+        n_rows += 1
+    return n_rows
+
+
+@jit
+def _largest(rows, first, stop, largest):
+    """Per k: the row with the most pixels (ties: smallest y0, then x0)."""
+    for i in range(first, stop):
+        k = rows[i, K]
+        j = largest[k]
+        if j < 0 or rows[i, AREA] > rows[j, AREA] or (rows[i, AREA] == rows[j, AREA] and (
+                rows[i, BY0] < rows[j, BY0] or (rows[i, BY0] == rows[j, BY0] and rows[i, BX0] < rows[j, BX0]))):
+            largest[k] = i
+

@@ -1,0 +1,213 @@
+"""The compiled component tree against a brute-force labelling of every threshold, cell by cell.
+
+Property tests: random maps of several sizes and numbers of levels, and the maps that break
+sweeps (empty, constant, one pixel, one row or column, checkerboards, nested rings with holes,
+plateaus), for both connectivities, for the components of ``{levels > k}`` and for the holes
+(components of the complement that do not touch the border); then ``BoxAccuracy`` under both
+protocols against a per-threshold labelling, every (image, τ) cell.
+"""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from camkit.localize import BoxAccuracy, iou, prepare_maps, superlevel_components
+from camkit.localize.component_tree import sweep
+
+STRUCTURE = {8: np.ones((3, 3), bool), 4: ndimage.generate_binary_structure(2, 1)}
+
+
+def labelled(mask, connectivity):
+    """Boxes ``(N, 4)`` and pixel counts of the components of a boolean mask, and whether each
+    touches the image border."""
+    labels, count = ndimage.label(mask, STRUCTURE[connectivity])
+    slices = ndimage.find_objects(labels)
+    boxes = np.array([[s[1].start, s[0].start, s[1].stop - 1, s[0].stop - 1] for s in slices],
+                     np.int64).reshape(-1, 4)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    height, width = mask.shape
+    border = (boxes[:, 0] == 0) | (boxes[:, 1] == 0) | (boxes[:, 2] == width - 1) | (boxes[:, 3] == height - 1)
+    return boxes, sizes, border
+
+
+def rows_of(table, b, k):
+    """The rows of image ``b`` at threshold index ``k``, sorted like ``labelled`` after a sort."""
+    rows = np.flatnonzero((table.image == b) & (table.threshold == k))
+    return rows[np.lexsort((table.boxes[rows, 3], table.boxes[rows, 2], table.boxes[rows, 1],
+                            table.boxes[rows, 0]))]
+
+
+def sort_boxes(boxes, *columns):
+    order = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0]))
+    return (boxes[order], *(c[order] for c in columns))
+
+
+def assert_tree_equals_labelling(levels, num_thresholds, connectivity):
+    """Every cell: the components of {levels > k} (boxes, areas, the largest) and the holes."""
+    table = superlevel_components(levels, num_thresholds, connectivity)
+    holes = superlevel_components(num_thresholds - np.minimum(levels, num_thresholds), num_thresholds,
+                                  4 if connectivity == 8 else 8, interior_only=True)
+    for b in range(levels.shape[0]):
+        for k in range(num_thresholds):
+            boxes, sizes, _ = labelled(levels[b] > k, connectivity)
+            boxes, sizes = sort_boxes(boxes, sizes)
+            rows = rows_of(table, b, k)
+            assert np.array_equal(table.boxes[rows], boxes), (b, k)
+            assert np.array_equal(table.area[rows], sizes), (b, k)
+            largest = table.largest[b, k]
+            if sizes.size == 0:
+                assert largest == -1
+            else:  # most pixels; ties: smallest y0, then x0
+                tied = np.flatnonzero(sizes == sizes.max())
+                expected = tied[np.lexsort((boxes[tied, 0], boxes[tied, 1]))[0]]
+                assert np.array_equal(table.boxes[largest], boxes[expected]), (b, k)
+                assert table.area[largest] == sizes.max()
+            # The complement {levels <= k} in the dual connectivity: its interior components are
+            # the holes at threshold num_thresholds - 1 - k of the complemented levels.
+            hole_boxes, _, border = labelled(levels[b] <= k, 4 if connectivity == 8 else 8)
+            hole_rows = rows_of(holes, b, num_thresholds - 1 - k)
+            assert np.array_equal(holes.boxes[hole_rows], sort_boxes(hole_boxes[~border])[0]), (b, k)
+
+
+def special_maps(size):
+    """Maps that break sweeps, all ``(size, size)`` integer levels in 0 .. 6."""
+    yy, xx = np.mgrid[:size, :size]
+    centre = size // 2
+    ring_radius = np.maximum(np.abs(yy - centre), np.abs(xx - centre))
+    maps = {
+        "empty": np.zeros((size, size)),
+        "constant": np.full((size, size), 6),
+        "one pixel": np.zeros((size, size)),
+        "checkerboard": ((yy + xx) % 2) * 6,
+        "coarse checkerboard": ((yy // 3 + xx // 3) % 2) * 3 + (yy % 2),
+        "nested rings": (ring_radius % 4 < 2) * (6 - ring_radius // 4).clip(1, 6),
+        "stripes": (xx % 3 == 0) * 5 + (yy % 4 == 0),
+        "diagonals": ((yy - xx) % 5 == 0) * 4 + ((yy + xx) % 7 == 0) * 2,
+        "plateaus": (yy // 4 + xx // 5) % 4 * 2,
+    }
+    maps["one pixel"][centre, centre - 1] = 5
+    return {name: m.astype(np.int64) for name, m in maps.items()}
+
+
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_special_maps_equal_labelling(connectivity):
+    for name, m in special_maps(13).items():
+        try:
+            assert_tree_equals_labelling(m[None], 7, connectivity)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from error
+
+
+@pytest.mark.parametrize("connectivity", [8, 4])
+@pytest.mark.parametrize("seed", range(6))
+def test_random_maps_of_several_sizes_and_levels_equal_labelling(connectivity, seed):
+    rng = np.random.default_rng(seed)
+    for height, width in [(1, 1), (1, 9), (9, 1), (2, 2), (7, 16), (23, 17)]:
+        num_thresholds = int(rng.choice([1, 2, 5, 31]))
+        levels = rng.integers(0, num_thresholds + 2, size=(2, height, width))  # some above num_thresholds
+        assert_tree_equals_labelling(levels, num_thresholds, connectivity)
+
+
+def test_smooth_maps_with_many_regions_and_hundreds_of_levels():
+    """Large components get column, row and level profiles: exercise those with 255 levels."""
+    rng = np.random.default_rng(3)
+    coarse = rng.random((2, 6, 7))
+    maps = ndimage.zoom(coarse, (1, 8, 8), order=3)
+    levels = np.clip((maps - maps.min()) / np.ptp(maps) * 255, 0, 255).astype(np.int64)
+    assert_tree_equals_labelling(levels, 255, 8)
+
+
+def test_levels_dtype_and_num_thresholds_default():
+    levels = np.array([[[3, 1, 2], [0, 3, 0]]])
+    table = superlevel_components(levels.astype(np.uint8))  # up to the largest level, 3
+    assert table.largest.shape == (1, 3)
+    assert [b.tolist() for b in table.boxes_at(2)] == [[[0, 0, 1, 1]]]  # 8-connected diagonal
+    assert superlevel_components(levels.astype(np.int64), 3, 4).boxes_at(2)[0].tolist() == [[0, 0, 0, 0],
+                                                                                          [1, 1, 1, 1]]
+    empty = superlevel_components(np.zeros((2, 0, 5), np.int64), 4)
+    assert empty.boxes.shape == (0, 4) and empty.largest.shape == (2, 4) and (empty.largest == -1).all()
+
+
+def test_threshold_levels_are_exact_at_and_around_every_threshold():
+    """``m > τ_k`` exactly when ``k < level``, also for values equal to a threshold and one ulp
+    either side, and for thresholds that are not a regular grid."""
+    for thresholds in (np.arange(0, 1, 0.001), np.array([0.0, 1e-9, 0.3, 0.30000001, 0.5, 0.999999])):
+        values = np.concatenate([thresholds, np.nextafter(thresholds, 2), np.nextafter(thresholds, -1),
+                                 [0.0, 1.0, -0.0]])
+        values = values[(values >= 0) & (values <= 1)]
+        maps = np.resize(values, (1, 1, values.size))
+        table, top = sweep(maps, "thresholds", thresholds.size, thresholds=thresholds)
+        expected = (maps[0, 0][:, None] > thresholds[None, :]).sum(axis=1)  # the level of each value
+        assert top[0] == expected.max()
+        for k in range(thresholds.size):
+            foreground = np.zeros(values.size, bool)
+            for box in table.boxes_at(k)[0]:
+                foreground[box[0]:box[2] + 1] = True
+            assert np.array_equal(foreground, expected > k), k
+
+
+# --- BoxAccuracy, every cell against a per-threshold labelling ----------------------------------
+
+def smooth(count, size, seed):
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((count, 5, 5))
+    maps = ndimage.zoom(coarse, (1, size / 5, size / 5), order=3)
+    maps[0, size // 3:size // 3 + 4, size // 3:size // 3 + 4] = maps.min()  # a hole
+    return maps
+
+
+def reference_cells(prepared, gt, thresholds, protocol, connectivity=8):
+    """Per image and τ, by labelling each threshold: IoU of the largest component's box and the
+    best IoU of all boxes (under wsolevaluation: uint8 levels, int(τ max q) thresholds, hole
+    borders, far corner + 1, empty foreground -> [0, 0, 0, 0])."""
+    batch, height, width = prepared.shape
+    largest, every = np.zeros((batch, thresholds.size)), np.zeros((batch, thresholds.size))
+    for b in range(batch):
+        q = (prepared[b] * 255).astype(np.uint8)
+        for j, tau in enumerate(thresholds):
+            if protocol == "wsolevaluation":
+                foreground = q > int(tau * q.max())
+            else:
+                foreground = prepared[b] > tau
+            boxes, sizes, _ = labelled(foreground, connectivity)
+            if sizes.size == 0:
+                empty = [0, 0, 0, 0] if protocol == "wsolevaluation" else [0, 0, -1, -1]
+                largest[b, j] = every[b, j] = iou([empty], gt[b]).max().item()
+                continue
+            tied = np.flatnonzero(sizes == sizes.max())
+            chosen = tied[np.lexsort((boxes[tied, 0], boxes[tied, 1]))[0]]
+            everything = boxes
+            if protocol == "wsolevaluation":
+                hole_boxes, _, border = labelled(~foreground, 4)
+                everything = np.concatenate([boxes, hole_boxes[~border] + [-1, -1, 1, 1]])
+                everything[:, 2] = np.minimum(everything[:, 2] + 1, width - 1)
+                everything[:, 3] = np.minimum(everything[:, 3] + 1, height - 1)
+            largest[b, j] = iou(everything[chosen:chosen + 1], gt[b]).max().item()
+            every[b, j] = iou(everything, gt[b]).max().item()
+    return largest, every
+
+
+@pytest.mark.parametrize("protocol", ["camkit", "wsolevaluation"])
+def test_box_accuracy_equals_labelling_every_threshold_in_every_cell(protocol):
+    thresholds = np.arange(0, 1, 0.01)
+    prepared = prepare_maps(smooth(4, 36, seed=1), protocol, resize=(36, 36))
+    gt = [np.array([[4, 5, 20, 24]]), np.array([[10, 10, 30, 30], [0, 0, 8, 8]]), np.array([[0, 0, 35, 35]]),
+          np.array([[12, 2, 14, 33]])]
+    metric = BoxAccuracy(thresholds, protocol=protocol, resize=(36, 36))
+    largest, every = metric.best_ious(prepared, gt)
+    expected_largest, expected_every = reference_cells(prepared, gt, thresholds, protocol)
+    np.testing.assert_array_equal(largest, expected_largest)
+    np.testing.assert_array_equal(every, expected_every)
+    metric.update(prepared, gt)
+    for row, delta in enumerate(metric._deltas):  # the counts are these cells, thresholded
+        assert np.array_equal(metric.correct_all[row], (expected_every >= delta).sum(axis=0))
+        assert np.array_equal(metric.correct_largest[row], (expected_largest >= delta).sum(axis=0))
+
+
+def test_box_accuracy_four_connected_camkit_protocol_equals_labelling():
+    thresholds = np.array([0.0, 0.2, 0.45, 0.7, 0.9])
+    prepared = prepare_maps(smooth(2, 30, seed=4), "camkit")
+    gt = [np.array([[3, 3, 18, 20]]), np.array([[10, 0, 29, 12]])]
+    largest, every = BoxAccuracy(thresholds, connectivity=4).best_ious(prepared, gt)
+    expected_largest, expected_every = reference_cells(prepared, gt, thresholds, "camkit", connectivity=4)
+    np.testing.assert_array_equal(largest, expected_largest)
+    np.testing.assert_array_equal(every, expected_every)
