@@ -1,5 +1,6 @@
 """Exceptions camkit raises for bad input.  Each subclasses a builtin so that ``except ValueError``
 in user code keeps working."""
+import math
 
 
 class CamkitError(Exception):
@@ -31,3 +32,15 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, (KeyError, IndexError, EOFError)) or len(text) < 12:
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
     return text
+
+
+def finite_number(value, name: str, *, positive: bool = False) -> float:
+    """``value`` as a finite float, ``> 0`` when ``positive`` else ``>= 0``; otherwise an
+    :class:`InputError` naming ``name`` (a NaN or a string never passes silently)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise InputError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return number

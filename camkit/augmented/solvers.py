@@ -34,7 +34,7 @@ import torch
 
 from camkit.augmented.forward import ForwardModel
 from camkit.augmented.operators import _check_transforms, _size2
-from camkit.errors import InputError
+from camkit.errors import InputError, finite_number
 
 __all__ = ["SuperResolution", "superresolve", "objective", "forward_model", "SOLVERS", "DEFAULT_ITERS"]
 
@@ -124,17 +124,6 @@ def _objective(residual, dy, dx, h, lam_tv, mu, weights=None) -> torch.Tensor:
     data = 0.5 * (norm(residual, dim=0).square() if weights is None else (weights * residual.square()).sum(0))
     tv = norm(dy, 1, dim=(0, 1)) + norm(dx, 1, dim=(0, 1))
     return data + lam_tv * tv + 0.5 * mu * norm(h, dim=0).square()
-
-
-def _number(value, name: str, *, positive: bool = False) -> float:
-    """``value`` as a finite float (``> 0`` if ``positive``, else ``>= 0``), or a one-line InputError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise InputError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return number
 
 
 def _count(value, name: str, minimum: int = 0) -> int:
@@ -228,11 +217,11 @@ def superresolve(
     iters = DEFAULT_ITERS[solver] if iters is None else _count(iters, "iters")
     inner = DEFAULT_INNER if inner is None else _count(inner, "inner", 1)
     L = cams.shape[1]
-    lam_tv = 0.001 * L if lam_tv is None else _number(lam_tv, "lam_tv")
-    mu = 0.0001 * L if mu is None else _number(mu, "mu")
-    step = 1.0 if step is None else _number(step, "step", positive=True)
-    tol = _number(tol, "tol")
-    blur = _number(blur, "blur")
+    lam_tv = 0.001 * L if lam_tv is None else finite_number(lam_tv, "lam_tv")
+    mu = 0.0001 * L if mu is None else finite_number(mu, "mu")
+    step = 1.0 if step is None else finite_number(step, "step", positive=True)
+    tol = finite_number(tol, "tol")
+    blur = finite_number(blur, "blur")
     dtype = cams.dtype if cams.dtype == torch.float64 else torch.float32
     model = forward_model(angles, shifts, size, cams.shape[-2:], cams.device, dtype, padding=padding,
                           downsample=downsample, blur=blur)

@@ -13,7 +13,7 @@ from camkit import methods as method_registry
 from camkit.augmented.baselines import BASELINES, baseline
 from camkit.augmented.operators import DOWNSAMPLINGS, PADDINGS, RotoTranslation, _size2, sample_transforms
 from camkit.augmented.solvers import SOLVERS, forward_model, superresolve
-from camkit.errors import InputError
+from camkit.errors import InputError, finite_number
 from camkit.methods import register
 from camkit.methods.base import Method, Session
 
@@ -29,16 +29,6 @@ LAM_TV_PER_COPY = 1e-4
 #: Default σ of the point-spread function, in map cells (8 px for 7×7 maps of 224²): the network's
 #: Grad-CAM fits D(G_σ mask) best near σ = 4–8 px, and σ = 8 px scored best on held-out images.
 BLUR_CELLS = 0.25
-
-
-def _finite(value, name: str, *, positive: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        raise InputError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return number
 
 
 def _optional(check, value, name: str, **options):
@@ -120,20 +110,20 @@ class AugmentedGradCAM(Method):
         memory_budget: int | None = None,
     ):
         self.L = _positive_int(L, "L")
-        self.max_angle = _finite(max_angle, "max_angle")
-        self.max_shift = _optional(_finite, max_shift, "max_shift")
+        self.max_angle = finite_number(max_angle, "max_angle")
+        self.max_shift = _optional(finite_number, max_shift, "max_shift")
         self.seed = _positive_int(seed, "seed", minimum=0)
         self.padding = _choice(padding, PADDINGS, "padding")
         self.frame = _choice(frame, FRAMES, "frame")
         self.downsample = _choice(downsample, DOWNSAMPLINGS, "downsample")
-        self.blur = _optional(_finite, blur, "blur")
-        self.gamma = _finite(gamma, "gamma", positive=True)
+        self.blur = _optional(finite_number, blur, "blur")
+        self.gamma = finite_number(gamma, "gamma", positive=True)
         self.solver = _choice(solver, SOLVERS, "solver")
         self.iters = _optional(_positive_int, iters, "iters", minimum=0)
-        self.lam_tv = _optional(_finite, lam_tv, "lam_tv")
-        self.mu = _optional(_finite, mu, "mu")
-        self.tol = _finite(tol, "tol")
-        self.step = _optional(_finite, step, "step", positive=True)
+        self.lam_tv = _optional(finite_number, lam_tv, "lam_tv")
+        self.mu = _optional(finite_number, mu, "mu")
+        self.tol = finite_number(tol, "tol")
+        self.step = _optional(finite_number, step, "step", positive=True)
         self.inner = _optional(_positive_int, inner, "inner")
         if baseline is not None and baseline not in BASELINES:
             raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES} or None")
