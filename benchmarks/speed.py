@@ -209,11 +209,13 @@ CPU_METHOD_OPTIONS = {
 }
 
 
-def method_rows(images, classes, repeats: int, forward_time: float, skip=()) -> dict[str, tuple[float, dict]]:
-    """Time ÷ no-grad forward for every registered method (median; a single run past 20 s)."""
+def method_rows(images, classes, repeats: int, forward_time: float, skip=(),
+                only=None) -> dict[str, tuple[float, dict]]:
+    """Time ÷ no-grad forward for every registered method, or those in ``only`` (median; a single
+    run past 20 s)."""
     rows = {}
     for name in camkit.methods.available():
-        if name in skip:
+        if name in skip or (only and name not in only):
             continue
         options = CPU_METHOD_OPTIONS.get(name, {}) if images.device.type == "cpu" else {}
         explainer = camkit.Explainer(MODEL, name, layer=ARGS.layer, **options)
@@ -243,6 +245,7 @@ def main(argv=None) -> None:
     parser.add_argument("--architectures", action="store_true",
                         help="only the ViT-B/16 and r3d_18 rows (batch --batch, default 8 is slow on a CPU: use 2)")
     parser.add_argument("--skip", default="", help="comma-separated methods to leave out of --methods")
+    parser.add_argument("--only", default="", help="comma-separated methods: --methods times only these")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this JSON file")
     ARGS = args = parser.parse_args(argv)
@@ -279,7 +282,8 @@ def main(argv=None) -> None:
             print(f"| {name} | {mib:.0f} | {mib / floor:.2f} |")
         result["memory_mib"] = memory
     if args.methods:
-        rows = method_rows(images, classes, args.repeats, forward, skip=set(filter(None, args.skip.split(","))))
+        rows = method_rows(images, classes, args.repeats, forward, skip=set(filter(None, args.skip.split(","))),
+                           only=set(filter(None, args.only.split(","))))
         print("\n| method | time ÷ no-grad forward | options |\n|---|---|---|")
         for name, (ratio, options) in rows.items():
             print(f"| {name} | {ratio:.2f} | {options or ''} |")

@@ -84,6 +84,22 @@ def test_micro_batch_size_does_not_change_the_map():
     torch.testing.assert_close(one.maps, all_.maps, atol=1e-4, rtol=0)
 
 
+def test_on_a_cpu_the_copies_go_in_passes_of_about_eight_images_unless_told():
+    model, images = _model(), _images(2)
+    sizes: list[int] = []
+    hook = model[0].register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    try:
+        camkit.explain(model, images, method="augmented-gradcam", layer="7", L=12, iters=2)
+        passes = sizes.copy()
+        sizes.clear()
+        camkit.explain(model, images, method="augmented-gradcam", layer="7", L=12, iters=2, memory_budget=2**30)
+    finally:
+        hook.remove()
+    # after the identity copy's pass(es) of 2 images: 11 copies of 2 images, 4 copies (8 images) a pass
+    assert passes[-3:] == [8, 8, 6] and max(passes) == 8
+    assert sizes[-1] == 22          # a budget given by the user decides alone: all 11 copies at once
+
+
 def test_cam_base_and_options_are_checked():
     model, images = _model(), _images(2)
     e = camkit.explain(model, images, method="augmented-gradcam", layer="7", base="cam", **OPTIONS)

@@ -246,3 +246,15 @@ def test_an_unreadable_item_is_counted_not_fatal_also_in_workers(shapes, tmp_pat
                    [i["boxes"] for i in items])
     assert results["methods"]["cam"]["top5_loc"] == pytest.approx(loc.result()["top5_loc"])
     assert len(kept) == results["methods"]["cam"]["counts"]["images"]
+
+
+def test_the_table_titles_the_top_k_column_with_the_run_s_k_and_drops_it_for_top_1():
+    scores = {"top1_loc": 40.0, "top5_loc": 60.0, "gt_known_loc": 70.0, "max_box_acc": 80.0,
+              "max_box_acc_v2": 75.0}
+    header = {k: bench.markdown_table({"methods": {"cam": scores}, "config": {"top_k": k}}).splitlines()[0]
+              for k in (1, 3, 5)}
+    assert "Top-3 Loc" in header[3] and "Top-5" not in header[3]
+    assert "Top-5 Loc" in header[5]
+    assert "Top-1 Loc" in header[1] and "Top-5" not in header[1] and header[1].count("|") == 6
+    row = bench.markdown_table({"methods": {"cam": scores}, "config": {"top_k": 1}}).splitlines()[2]
+    assert row == "| cam | 40.00 | 70.00 | 80.00 | 75.00 |"

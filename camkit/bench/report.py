@@ -91,9 +91,12 @@ def resume_summary(results: Mapping[str, Any]) -> str:
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
-    """The results as a Markdown table: one row per method, metrics in percent."""
-    columns = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
-               ("max_box_acc", "MaxBoxAcc"), ("max_box_acc_v2", "MaxBoxAccV2")]
+    """The results as a Markdown table: one row per method, metrics in percent.  The Top-k Loc
+    column is titled with the run's ``top_k`` (``results.json`` keeps the key ``top5_loc``) and left
+    out when only the top-1 class was explained, where it would repeat Top-1 Loc."""
+    top_k = int(results.get("config", {}).get("top_k", 5))
+    columns = [("top1_loc", "Top-1 Loc")] + ([("top5_loc", f"Top-{top_k} Loc")] if top_k > 1 else []) + [
+        ("gt_known_loc", "GT-known Loc"), ("max_box_acc", "MaxBoxAcc"), ("max_box_acc_v2", "MaxBoxAccV2")]
     methods = results["methods"]
     if any("pxap" in scores for scores in methods.values()):
         columns.append(("pxap", "PxAP"))

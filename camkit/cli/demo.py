@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     methods = method_list(args.methods)
     options = {m: o for m, o in METHOD_OPTIONS.items() if m in methods}
     # One class per image: Augmented Grad-CAM solves one map per explained class, and five per
-    # image would make the demo five times longer (Top-5 Loc is then Top-1 Loc).
+    # image would make the demo five times longer (the table then leaves out Top-k Loc).
     results = bench.run(model, dataset, methods=methods, out_dir=args.out, batch_size=args.batch_size,
                         class_names=dataset.classes, seed=args.seed, progress=not args.quiet, device=str(chosen),
                         method_options=options, top_k=1)

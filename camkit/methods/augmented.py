@@ -23,6 +23,11 @@ _BASES = ("gradcam", "cam")
 #: How view cells whose footprint left the frame count in the data term.
 FRAMES = ("mask", "coverage", "all")
 _CPU_BUDGET = 2 * 2**30
+#: Images per forward pass of the copies on a CPU (unless ``copies_per_batch`` or ``memory_budget``
+#: is given): a CPU pass gains nothing from more images once its convolutions use every core, and
+#: loses when the activations leave the caches — ResNet-50 at 224² measured 40–53 ms per image at
+#: B = 4–8 and 68–77 ms at B = 16–64 on 2 cores (docs/augmented.md, "Cost").
+_CPU_IMAGES_PER_PASS = 8
 #: λ per copy of the method (λ = 0.0001·L): a tenth of the reference code's, measured best with γ = 2
 #: on held-out shapes images (benchmarks/augmented_forward_model.py; docs/augmented.md).
 LAM_TV_PER_COPY = 1e-4
@@ -76,7 +81,8 @@ class AugmentedGradCAM(Method):
     ``baseline="single" | "max" | "avg"`` returns that baseline instead of solving;
     ``base="gradcam" | "cam"`` the CAM of each copy.  Copies go through the model in micro-batches
     of ``copies_per_batch`` copies of the whole batch, by default as many as ``memory_budget``
-    bytes allow (default: 2 GiB on CPU, half the free memory on CUDA).  Targets must be classes
+    bytes allow (default: half the free memory on CUDA; on CPU 2 GiB and passes of about 8 images,
+    where larger passes run slower per image).  Targets must be classes
     (``None``, ints, ``top_k``).
 
     >>> e = camkit.explain(model, images, method="augmented-gradcam", L=32)  # doctest: +SKIP
@@ -211,16 +217,18 @@ class AugmentedGradCAM(Method):
         if self.copies_per_batch is not None:
             return int(self.copies_per_batch)
         budget = self.memory_budget
+        cap = self.L - 1
         if budget is None:
             if images.device.type == "cuda":
                 budget = torch.cuda.mem_get_info(images.device)[0] // 2
             else:
                 budget = _CPU_BUDGET
+                cap = max(1, min(cap, _CPU_IMAGES_PER_PASS // images.shape[0]))
         # A forward pass of a CNN holds activations ~100x the input image (VGG16 at 224²: ~60 MB
         # per image in float32) plus the copy and the tapped gradients.
         per_image = images[0].numel() * images.element_size() * 100
         per_image += sum(m[0].numel() for m in first.values()) * 4 * 2
-        return max(1, min(self.L - 1, int(budget) // (per_image * images.shape[0])))
+        return max(1, min(cap, int(budget) // (per_image * images.shape[0])))
 
     def __repr__(self) -> str:
         return (f"AugmentedGradCAM(L={self.L}, solver={self.solver!r}, iters={self.iters}, frame={self.frame!r}, "
