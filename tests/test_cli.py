@@ -264,3 +264,39 @@ def test_no_command_prints_the_commands_and_exits_2(capsys):
     assert main([]) == 2
     out = capsys.readouterr().out
     assert all(name in out for name in ("demo", "explain", "bench", "train"))
+
+
+def test_explain_passes_method_options_and_refuses_bad_ones_before_any_work(shape_files, tmp_path, capsys):
+    image = shape_files[0][0]
+    out = tmp_path / "o"
+    assert main(["explain", str(image), "--method", "augmented-gradcam", "--option", "L=4", "--option", "iters=3",
+                 "--option", "solver=primal-dual", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "explanations.json").read_text())
+    assert summary["options"] == {"L": 4, "iters": 3, "solver": "primal-dual"}
+    # the overlay's map is the method's with those options, not its defaults
+    model = camkit.models.pretrained("nin-shapes")
+    image_tensor = read_image(image)[None]
+    wanted = camkit.explain(model, image_tensor, method="augmented-gradcam", L=4, iters=3, solver="primal-dual")
+    assert summary["images"][0]["boxes"] == wanted.boxes(threshold=0.2)[0].tolist()
+    for options, message in ((["--option", "L"], "--option 'L': expected KEY=VALUE"),
+                             (["--option", "foo=1"], "method 'gradcam': GradCAM() takes no arguments"),
+                             (["--method", "augmented-gradcam", "--option", "L=0"], "L must be")):
+        code, err = one_line_error(capsys, "explain", image, *options, "--out", tmp_path / "bad")
+        assert code == 2 and len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "bad").exists()
+
+
+def test_unknown_arguments_are_said_by_their_command(shape_files, capsys):
+    code, err = one_line_error(capsys, "explain", shape_files[0][0], "--bogus", "1")
+    assert code == 2 and err == ["camkit explain: error: unrecognized arguments: --bogus 1"]
+    code, err = one_line_error(capsys, "--bogus")
+    assert code == 2 and err == ["camkit: error: unrecognized arguments: --bogus"]
+
+
+def test_model_help_lists_every_shipped_model():
+    from camkit.models.zoo import SHIPPED
+
+    for command in ("explain", "bench"):
+        text = " ".join(run_cli(command, "--help").stdout.split())
+        assert all(name in text for name in SHIPPED), text

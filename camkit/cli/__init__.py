@@ -54,10 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     (``--help`` and ``--version`` exit through ``SystemExit(0)``, as argparse does)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, unknown = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as stop:
         if not stop.code:
             raise
+        return 2
+    if unknown:  # said by the command they were given to, as its other errors are
+        print(f"camkit{' ' + args.command if args.command else ''}: error: unrecognized arguments: "
+              f"{' '.join(unknown)}", file=sys.stderr)
         return 2
     if args.command is None:
         parser.print_help()

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from camkit.cli.common import add_standardize, add_trust, device, integer, method_list, real
+from camkit.cli.common import (
+    add_standardize,
+    add_trust,
+    device,
+    integer,
+    key_value,
+    method_list,
+    real,
+    shipped_models,
+)
 from camkit.errors import CamkitError, InputError
 
 if TYPE_CHECKING:
@@ -25,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "method in one pass and write DIR/results.json, results.md, records.jsonl, "
                      "box_acc.png and examples.png.  Runs unchanged under torchrun.")
     p.add_argument("--model", default="nin-shapes",
-                   help="nin-shapes, torchvision:NAME, or a model file (default: %(default)s)")
+                   help=f"a shipped model ({shipped_models()}), torchvision:NAME, or a model file "
+                        "(default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT")
     add_trust(p)
     p.add_argument("--data", default="shapes",
@@ -77,15 +86,11 @@ def parse_method_options(specs: Sequence[str], methods: Sequence[str]) -> dict[s
     options: dict[str, dict[str, Any]] = {}
     for spec in specs:
         method, colon, assignment = spec.partition(":")
-        key, equals, text = assignment.partition("=")
-        if not (colon and equals and method and key):
+        if not (colon and method and assignment.partition("=")[1] and assignment.partition("=")[0]):
             raise InputError(f"--option {spec!r}: expected METHOD:KEY=VALUE")
         if method not in methods:
             raise InputError(f"--option {spec!r}: {method!r} is not among --methods {list(methods)}")
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
+        key, value = key_value(assignment)
         options.setdefault(method, {})[key] = value
     return options
 

@@ -6,9 +6,10 @@ answers at once."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from camkit.errors import InputError
 
@@ -110,3 +111,24 @@ def add_trust(parser: argparse.ArgumentParser) -> None:
                         help="WARNING: unpickling runs any code the file holds. Load a pickled model "
                              "file (torch.save(model)) only if you trust who made it; without this "
                              "flag model files load with torch.load(weights_only=True)")
+
+
+def key_value(spec: str, flag: str = "--option") -> tuple[str, Any]:
+    """``"L=32"`` → ``("L", 32)``: a method option from the command line, VALUE read as JSON when it
+    parses (numbers, booleans, lists), else kept as a string."""
+    key, equals, text = spec.partition("=")
+    if not (equals and key.strip()):
+        raise InputError(f"{flag} {spec!r}: expected KEY=VALUE")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    return key.strip(), value
+
+
+def shipped_models() -> str:
+    """``"coarsenet-shapes, nin-shapes"``: the models shipped inside camkit (the files of
+    ``camkit/models/weights``, read without importing torch, so that ``--help`` stays instant)."""
+    from pathlib import Path
+
+    return ", ".join(sorted(path.stem for path in (Path(__file__).parents[1] / "models" / "weights").glob("*.pt")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camkit.cli.common import add_common, add_standardize, add_trust, device, integer, real
+from camkit.cli.common import add_common, add_standardize, add_trust, device, integer, key_value, real, shipped_models
 
 NAME = "explain"
 HELP = "explain image files or folders; write overlays and a JSON of classes, scores, boxes"
@@ -22,12 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, folders (searched recursively) or quoted globs ('photos/**/*.jpg')")
     p.add_argument("--model", default="nin-shapes",
-                   help="nin-shapes (shipped), torchvision:NAME, or a model file (default: %(default)s)")
+                   help=f"a shipped model ({shipped_models()}), torchvision:NAME, or a model file "
+                        "(default: %(default)s)")
     p.add_argument("--weights", default=None,
                    help="torchvision weights name, e.g. DEFAULT (needs them on disk or network)")
     add_trust(p)
     p.add_argument("--method", default="gradcam",
                    help="CAM method (camkit.methods.available()); default: %(default)s")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the method, e.g. L=32 for augmented-gradcam (repeatable; VALUE is read "
+                        "as JSON when it parses, else as a string)")
     p.add_argument("--layer", default=None, help="dotted layer name (default: the last spatial layer)")
     p.add_argument("--top-k", type=integer(1), default=1, help="classes explained per image (default: %(default)s)")
     p.add_argument("--size", type=integer(1), default=None,
@@ -60,12 +64,15 @@ def run(args: argparse.Namespace) -> int:
     """Explain the images; write an overlay per image and class, and ``explanations.json``."""
     import torch
 
+    from camkit import methods
     from camkit.errors import InputError
     from camkit.imagefiles import MAX_PIXELS, check_spares_inputs, find_images, output_names
     from camkit.io import output_folder, write_json
     from camkit.models.spec import load_model, preprocessing
     from camkit.photos import iter_photos
 
+    options = dict(key_value(spec) for spec in args.option)
+    methods.get(args.method, **options)  # an unknown method or option is said before any work
     torch.manual_seed(args.seed)
     chosen = device(args.device)
     out = output_folder(args.out)
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     for photo in iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
                              top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
                              batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
-                             device=chosen, progress=not args.quiet, square=args.square):
+                             device=chosen, progress=not args.quiet, square=args.square, **options):
         layers = photo.layers
         names = [_class_name(c, class_names) for c in photo.classes.tolist()]
         _write_overlays(photo, names, overlays[photo.index])
@@ -100,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
             "boxes": photo.boxes.tolist(),
         }
     ordered = [records[index] for index in sorted(records)]
-    summary = {"model": args.model, "weights": args.weights, "method": args.method, "layers": list(layers),
+    summary = {"model": args.model, "weights": args.weights, "method": args.method, "options": options,
+               "layers": list(layers),
                "threshold": args.threshold, "shorter_side": prep.size, "shorter_side_from": prep.source,
                "square": args.square,
                "mean": prep.mean, "std": prep.std, "max_side": args.max_side, "boxes": "x0, y0, x1, y1 "
