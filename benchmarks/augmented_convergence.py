@@ -26,6 +26,7 @@ import torch
 
 from camkit.augmented import DEFAULT_ITERS, SOLVERS, baseline, forward_model, known_truth, psnr, superresolve
 from camkit.augmented.solvers import _add_gradient_adjoint, _gradient, _objective
+from camkit.io import write_json
 
 
 def reach(history: torch.Tensor, target: float) -> int | None:
@@ -124,8 +125,7 @@ def main(argv=None) -> int:
         report[f"{low}x{low}"] = row
         print(json.dumps({f"{low}x{low}": row}, indent=1), flush=True)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=1)
+        write_json(args.json, report, allow_nan=True)
     return 0
 
 

@@ -30,6 +30,7 @@ from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
 from camkit.methods.augmented import BLUR_CELLS, LAM_TV_PER_COPY, AugmentedGradCAM
+from camkit.io import write_json
 
 
 def scores(maps: torch.Tensor, items: list[dict]) -> dict:
@@ -169,8 +170,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {row['loc@0.2']:.1f} | {row['loc@0.15']:.1f} | {row['max_box_acc']:.1f} | "
               f"{row['max_box_acc_v2']:.1f} | {row['pxap']:.1f} | {row.get('solve_s_per_image', 0):.3f} |")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=1)
+        write_json(args.json, report, allow_nan=True)
     return 0
 
 

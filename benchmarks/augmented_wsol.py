@@ -17,7 +17,6 @@ code), MaxBoxAcc, MaxBoxAccV2 (δ ∈ {0.3, 0.5, 0.7}, all components), PxAP aga
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
@@ -25,6 +24,7 @@ import torch
 import camkit
 from camkit.data import Shapes
 from camkit.localize.metrics import BoxAccuracy, LocalizationAccuracy, PxAP
+from camkit.io import write_json
 
 #: name -> (method, options); ``L`` is added to every augmented row.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -105,8 +105,7 @@ def main(argv=None) -> int:
                   f"{result['s_per_image']:.3f} |", flush=True)
         report[name] = rows
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=1)
+        write_json(args.json, report, allow_nan=True)
     return 0
 
 
