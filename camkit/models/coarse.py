@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from camkit.errors import InputError
-from camkit.models.nin import GlobalPool
+from camkit.models.nin import GlobalPool, checked_blocks
 from camkit.models.standardize import Standardize
 
 __all__ = ["CoarseNet"]
@@ -52,11 +52,7 @@ class CoarseNet(nn.Module):
                  pool: str = "avg", dropout: float = 0.0,
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)):
         super().__init__()
-        widths, kernel_sizes = tuple(int(w) for w in widths), tuple(int(k) for k in kernel_sizes)
-        if num_classes < 1:
-            raise InputError(f"num_classes must be >= 1, got {num_classes}")
-        if len(widths) != len(kernel_sizes) or not widths:
-            raise InputError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
+        widths, kernel_sizes = checked_blocks(num_classes, widths, kernel_sizes)
         if patch < 1 or stem_width < 1 or min(widths) < 1 or min(kernel_sizes) < 1:
             raise InputError("patch, stem_width, widths and kernel_sizes must be positive")
         if not 0 <= dropout < 1:

@@ -62,6 +62,18 @@ def mlpconv(in_channels: int, width: int, out_channels: int, kernel_size: int, *
     return nn.Sequential(*layers)
 
 
+def checked_blocks(num_classes: int, widths: Sequence[int],
+                   kernel_sizes: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``widths`` and ``kernel_sizes`` as tuples of ints, one per block: an :class:`InputError` unless
+    there is at least one block, both have its length and ``num_classes >= 1``."""
+    widths, kernel_sizes = tuple(int(w) for w in widths), tuple(int(k) for k in kernel_sizes)
+    if num_classes < 1:
+        raise InputError(f"num_classes must be >= 1, got {num_classes}")
+    if len(widths) != len(kernel_sizes) or not widths:
+        raise InputError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
+    return widths, kernel_sizes
+
+
 class NiN(nn.Module):
     """NiN classifier whose last block gives the class maps ``(B, num_classes, h, w)``.
 
@@ -79,11 +91,7 @@ class NiN(nn.Module):
                  dropout: float = 0.1, batch_norm: bool = True, class_relu: bool = False,
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)):
         super().__init__()
-        widths, kernel_sizes = tuple(int(w) for w in widths), tuple(int(k) for k in kernel_sizes)
-        if num_classes < 1:
-            raise InputError(f"num_classes must be >= 1, got {num_classes}")
-        if len(widths) != len(kernel_sizes) or not widths:
-            raise InputError(f"widths {widths} and kernel_sizes {kernel_sizes} must be non-empty and of equal length")
+        widths, kernel_sizes = checked_blocks(num_classes, widths, kernel_sizes)
         if not 0 <= downsample < len(widths):
             raise InputError(f"downsample must be in [0, {len(widths) - 1}] for {len(widths)} blocks, got {downsample}")
         self.config: dict[str, Any] = dict(
