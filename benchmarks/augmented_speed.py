@@ -13,7 +13,7 @@ For L = 100 copies of a 224² image and maps of 14² and 7² (each solver with i
   known high-resolution map the CAMs were made from.
 
 Also the shipped coarse model's cost end to end: augmented with L copies ÷ L single Grad-CAMs
-(``--coarse``: only that).  Times are medians of ``--runs`` runs, on ``--threads`` CPU threads
+(``--coarse``: only that; ``--solve-size 112`` solves on 112²).  Times are medians of ``--runs`` runs, on ``--threads`` CPU threads
 (default 1).  ``python benchmarks/augmented_speed.py [--runs 3] [--device cuda] [--coarse]
 [--skip-gradcam] [--json out.json]``.
 """
@@ -136,7 +136,7 @@ def end_to_end(device, runs, layer, batch=8):
     return out
 
 
-def coarse_cost(device, runs, batch=8, copies=(32, 100)):
+def coarse_cost(device, runs, batch=8, copies=(32, 100), solve_size=None):
     """Per image, end to end: ``camkit.explain(coarsenet-shapes, B images, "augmented-gradcam", L)``
     ÷ L single Grad-CAMs (``camkit.explain(..., "gradcam")`` on the same B images, timed once and
     multiplied by L); goal ≤ 1.25 on CPU.  The copies are L − 1 extra network passes, so the ratio
@@ -153,7 +153,8 @@ def coarse_cost(device, runs, batch=8, copies=(32, 100)):
     out = {"batch": batch, "gradcam_s": single_s}
     for count in copies:
         def augmented(count=count):
-            return camkit.explain(model, images, method="augmented-gradcam", targets=labels, L=count)
+            return camkit.explain(model, images, method="augmented-gradcam", targets=labels, L=count,
+                                  size=solve_size)
 
         augmented()  # the operator is built once per transform set and cached
         seconds, _ = timed(augmented, device, runs)
@@ -175,6 +176,8 @@ def main():
     parser.add_argument("--skip-coarse", action="store_true", help="leave out the coarse model's cost")
     parser.add_argument("--coarse", action="store_true",
                         help="only the coarse model's cost: augmented (L copies) ÷ L single Grad-CAMs")
+    parser.add_argument("--solve-size", type=int, default=None,
+                        help="coarse model: solve on SIZE×SIZE (the method's size=), e.g. 112; default the image's")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for everything (1: the machine is shared; more threads slow sparse "
                              "products down there)")
@@ -183,7 +186,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, runs {args.runs}")
-    results = {} if args.skip_coarse else {"coarsenet-shapes": coarse_cost(device, args.runs)}
+    results = {} if args.skip_coarse else {"coarsenet-shapes": coarse_cost(device, args.runs,
+                                                                           solve_size=args.solve_size)}
     print(json.dumps(results, indent=1), flush=True)
     if args.coarse:
         args.skip_gradcam = args.skip_adam = True

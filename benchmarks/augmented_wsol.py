@@ -41,6 +41,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "augmented, downsample=bilinear": ("augmented-gradcam", {"downsample": "bilinear"}),
     "augmented, blur=0": ("augmented-gradcam", {"blur": 0.0}),
     "augmented, gamma=1": ("augmented-gradcam", {"gamma": 1.0}),
+    "augmented, size=half": ("augmented-gradcam", {"size": "half"}),
     "augmented, paper (zeros, frame=all, gamma=1, lam_tv=0.001·L, subgradient)": (
         "augmented-gradcam", {"padding": "zeros", "frame": "all", "gamma": 1.0, "lam_tv": "paper",
                               "solver": "subgradient"}),
@@ -99,6 +100,8 @@ def main(argv=None) -> int:
                 options["L"] = args.L
             if options.get("lam_tv") == "paper":
                 options["lam_tv"] = 0.001 * args.L
+            if options.get("size") == "half":  # solved on a grid of half the image's side
+                options["size"] = size // 2
             rows[row] = result = evaluate(model, items, method, options, args.batch)
             print(f"| {row} | {result['gt_known_loc@0.2']:.1f} | {result['gt_known_loc@0.15']:.1f} | "
                   f"{result['max_box_acc']:.1f} | {result['max_box_acc_v2']:.1f} | {result['pxap']:.1f} | "
