@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "method in one pass and write DIR/results.json, results.md, records.jsonl, "
                      "box_acc.png and examples.png.  Runs unchanged under torchrun.")
     p.add_argument("--model", default="nin-shapes",
-                   help=f"a shipped model ({shipped_models()}), torchvision:NAME, or a model file "
+                   help=f"a shipped model ({', '.join(shipped_models())}), torchvision:NAME, or a model file "
                         "(default: %(default)s)")
     p.add_argument("--weights", default=None, help="torchvision weights name, e.g. DEFAULT")
     add_trust(p)

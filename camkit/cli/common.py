@@ -126,9 +126,9 @@ def key_value(spec: str, flag: str = "--option") -> tuple[str, Any]:
     return key.strip(), value
 
 
-def shipped_models() -> str:
-    """``"coarsenet-shapes, nin-shapes"``: the models shipped inside camkit (the files of
+def shipped_models() -> tuple[str, ...]:
+    """``("coarsenet-shapes", "nin-shapes")``: the models shipped inside camkit (the files of
     ``camkit/models/weights``, read without importing torch, so that ``--help`` stays instant)."""
     from pathlib import Path
 
-    return ", ".join(sorted(path.stem for path in (Path(__file__).parents[1] / "models" / "weights").glob("*.pt")))
+    return tuple(sorted(path.stem for path in (Path(__file__).parents[1] / "models" / "weights").glob("*.pt")))

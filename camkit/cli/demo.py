@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camkit.cli.common import add_common, device, integer, method_list
+from camkit.cli.common import add_common, device, integer, method_list, shipped_models
 
 NAME = "demo"
 HELP = "Grad-CAM, its avg baseline and Augmented Grad-CAM on the built-in shapes data (no downloads)"
@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "write overlays with the exact object outlines, the BoxAcc-vs-threshold curve and a "
                      "summary.")
     p.add_argument("--out", default="camkit-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--model", default="coarsenet-shapes", choices=("coarsenet-shapes", "nin-shapes"),
+    p.add_argument("--model", default="coarsenet-shapes", choices=shipped_models(),
                    help="shipped model: coarsenet-shapes (7×7 maps of 224², where augmented pays off) or "
                         "nin-shapes (16×16 maps of 64²); default: %(default)s")
     p.add_argument("--length", type=integer(1), default=200, help="validation images (default: %(default)s)")

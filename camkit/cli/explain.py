@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="image files, folders (searched recursively) or quoted globs ('photos/**/*.jpg')")
     p.add_argument("--model", default="nin-shapes",
-                   help=f"a shipped model ({shipped_models()}), torchvision:NAME, or a model file "
+                   help=f"a shipped model ({', '.join(shipped_models())}), torchvision:NAME, or a model file "
                         "(default: %(default)s)")
     p.add_argument("--weights", default=None,
                    help="torchvision weights name, e.g. DEFAULT (needs them on disk or network)")
