@@ -69,8 +69,13 @@ def test_batch_independent_and_seeded(solver):
     together = camkit.explain(model, images, method="augmented-gradcam", layer="7", **options).maps
     alone = camkit.explain(model, images[1:2], method="augmented-gradcam", layer="7", **options).maps
     # The network's CAMs of a batch of 3 and of 1 differ at float32 rounding; subgradient steps
-    # (signs of differences) amplify that to ~5e-3, the other solvers keep it below 1e-4.
-    torch.testing.assert_close(together[1:2], alone, atol=1e-2 if solver == "subgradient" else 1e-4, rtol=0)
+    # (signs of differences) amplify that at a few pixels (≤ 2e-2, ~1e-4 on average), the other
+    # solvers keep it below 1e-4 everywhere.
+    if solver == "subgradient":
+        assert (together[1:2] - alone).abs().mean() < 1e-3
+        torch.testing.assert_close(together[1:2], alone, atol=5e-2, rtol=0)
+    else:
+        torch.testing.assert_close(together[1:2], alone, atol=1e-4, rtol=0)
     again = camkit.explain(model, images, method="augmented-gradcam", layer="7", **options).maps
     assert torch.equal(together, again)
     other = camkit.explain(model, images, method="augmented-gradcam", layer="7", seed=3, **options).maps

@@ -127,6 +127,26 @@ def test_forward_model_equals_downsampled_warp_and_is_adjoint(size, low):
     assert (model.forward(v).norm() ** 2).item() <= model.norm_bound() * (1 + 1e-9)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_squared_norm_is_the_top_eigenvalue_of_the_weighted_normal_operator(padding):
+    size, low, count = (24, 24), (4, 4), 6
+    angles, shifts = sample_transforms(count, size, seed=2)
+    model = ForwardModel(angles, shifts, size, low, padding=padding, blur=1.5, dtype=f64)
+    weights = (torch.rand(count * 16, 2, generator=torch.Generator().manual_seed(0), dtype=f64) > 0.3).to(f64)
+    dense = model.forward(torch.eye(24 * 24, dtype=f64))                               # P, (L·h·w, N·M)
+    for column in (None, 0, 1):
+        w = torch.ones(count * 16, dtype=f64) if column is None else weights[:, column]
+        exact = torch.linalg.eigvalsh(dense.t() @ (w[:, None] * dense))[-1].item()
+        if column is None:
+            assert model.squared_norm() == pytest.approx(exact, rel=1e-3)
+    exact = max(torch.linalg.eigvalsh(dense.t() @ (weights[:, c, None] * dense))[-1].item() for c in (0, 1))
+    estimate = model.squared_norm(weights)
+    assert exact * (1 - 1e-3) <= estimate <= exact * (1 + 1e-9)     # from below, and close
+    if padding == "border":
+        # the frame's edge pixels feed every padded pixel: Schur's bound is loose there
+        assert model.norm_bound() > 2 * model.squared_norm()
+
+
 def test_sample_transforms_seeded_and_first_identity():
     angles, shifts = sample_transforms(16, (224, 224), seed=7)
     again, again_shifts = sample_transforms(16, (224, 224), generator=torch.Generator().manual_seed(7))

@@ -95,7 +95,7 @@ def test_defaults_recover_the_issues_known_truth_at_224():
 def test_history_is_the_best_objective_and_never_increases(solver):
     truth, cams, angles, shifts = _problem()
     lam_tv, mu = 0.001 * L, 0.0001 * L
-    result = superresolve(cams, angles, shifts, SIZE, solver=solver, iters=60)
+    result = superresolve(cams, angles, shifts, SIZE, solver=solver, iters=60, tol=0)
     assert result.history.shape == (2, 61) and result.iterations == 60
     assert (result.history.diff(dim=1) <= 0).all()
     torch.testing.assert_close(result.history, result.objective.cummin(dim=1).values)
@@ -112,11 +112,23 @@ def test_default_solver_comes_within_one_percent_of_a_long_primal_dual_run():
     _, cams, angles, shifts = _problem()
     reference = superresolve(cams, angles, shifts, SIZE, solver="primal-dual", iters=2000).history[:, -1]
     default = superresolve(cams, angles, shifts, SIZE)
-    assert default.iterations == DEFAULT_ITERS["accelerated"]
+    assert default.iterations <= DEFAULT_ITERS["accelerated"]
     assert (default.history[:, -1] <= 1.01 * reference).all(), default.history[:, -1] / reference
     # The paper's subgradient method with its Polyak step, in its own default budget, within 5 %.
     slow = superresolve(cams, angles, shifts, SIZE, solver="subgradient").history[:, -1]
     assert (slow <= 1.05 * reference).all(), slow / reference
+
+
+def test_default_solver_converges_under_the_methods_forward_model():
+    # Border padding and the frame mask (the method's defaults): Schur's bound of the Lipschitz
+    # constant is loose there, and steps from it left the default 0.4-0.5 % short; the power
+    # iteration's constant gets within 0.2 % in the default (tolerance-stopped) iterations.
+    _, cams, angles, shifts = _problem()
+    mask = (forward_model(angles, shifts, SIZE, LOW, dtype=torch.float64).coverage >= 1 - 1e-6).double()
+    options = dict(padding="border", weights=mask, blur=1.0)
+    reference = superresolve(cams, angles, shifts, SIZE, solver="primal-dual", iters=3000, **options).history[:, -1]
+    default = superresolve(cams, angles, shifts, SIZE, **options)
+    assert (default.history[:, -1] <= 1.002 * reference).all(), default.history[:, -1] / reference
 
 
 def test_tolerance_stops_early():

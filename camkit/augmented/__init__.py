@@ -21,6 +21,7 @@ from camkit.augmented.operators import (
 )
 from camkit.augmented.solvers import (
     DEFAULT_ITERS,
+    DEFAULT_TOL,
     SOLVERS,
     SuperResolution,
     forward_model,
@@ -30,8 +31,9 @@ from camkit.augmented.solvers import (
 from camkit.augmented.synthetic import KnownTruth, known_truth, psnr
 
 __all__ = [
-    "BASELINES", "DEFAULT_ITERS", "DOWNSAMPLINGS", "ForwardModel", "KnownTruth", "PADDINGS", "RotoTranslation",
-    "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample", "area_downsample_adjoint", "area_weights",
-    "baseline", "downsample_weights", "forward_model", "gaussian_kernel", "known_truth", "objective", "psnr",
-    "sample_transforms", "superresolve", "warp_coordinates",
+    "BASELINES", "DEFAULT_ITERS", "DEFAULT_TOL", "DOWNSAMPLINGS", "ForwardModel", "KnownTruth", "PADDINGS",
+    "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample",
+    "area_downsample_adjoint", "area_weights", "baseline", "downsample_weights", "forward_model",
+    "gaussian_kernel", "known_truth", "objective", "psnr", "sample_transforms", "superresolve",
+    "warp_coordinates",
 ]

@@ -76,8 +76,8 @@ class AugmentedGradCAM(Method):
     a concave response ``g ≈ (D A_l h)^{1/γ}`` of the network to the share of a cell the object
     covers (default 2, measured; 1: the paper; the baselines use the views as they are).
     Solver: ``solver`` (``"accelerated"``, ``"primal-dual"``, ``"subgradient"`` as in the paper),
-    ``iters`` (default: the solver's), ``lam_tv``/``mu`` (default ``0.0001·L`` each: λ is a tenth of
-    the reference code's ``0.001·L``, measured best with ``gamma=2``), ``tol``, ``step``, ``inner``.
+    ``iters`` and ``tol`` (default: the solver's), ``lam_tv``/``mu`` (default ``0.0001·L`` each: λ is a tenth of
+    the reference code's ``0.001·L``, measured best with ``gamma=2``), ``step``, ``inner``.
     ``baseline="single" | "max" | "avg"`` returns that baseline instead of solving;
     ``base="gradcam" | "cam"`` the CAM of each copy.  Copies go through the model in micro-batches
     of ``copies_per_batch`` copies of the whole batch, by default as many as ``memory_budget``
@@ -105,7 +105,7 @@ class AugmentedGradCAM(Method):
         iters: int | None = None,
         lam_tv: float | None = None,
         mu: float | None = None,
-        tol: float = 0.0,
+        tol: float | None = None,
         step: float | None = None,
         inner: int | None = None,
         baseline: str | None = None,
@@ -128,7 +128,7 @@ class AugmentedGradCAM(Method):
         self.iters = _optional(_positive_int, iters, "iters", minimum=0)
         self.lam_tv = _optional(finite_number, lam_tv, "lam_tv")
         self.mu = _optional(finite_number, mu, "mu")
-        self.tol = finite_number(tol, "tol")
+        self.tol = _optional(finite_number, tol, "tol")
         self.step = _optional(finite_number, step, "step", positive=True)
         self.inner = _optional(_positive_int, inner, "inner")
         if baseline is not None and baseline not in BASELINES:
