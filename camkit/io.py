@@ -31,7 +31,7 @@ import numpy as np
 from camkit.errors import InputError
 
 __all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "to_json", "json_default", "save_torch",
-           "write_png", "output_folder", "output_file"]
+           "write_png", "output_folder", "output_file", "removed_if_failed"]
 
 
 @contextmanager
@@ -115,6 +115,29 @@ def write_png(path: str | os.PathLike, pixels: Any) -> Path:
     return Path(path)
 
 
+_RECORDERS: list[list[Path]] = []
+
+
+@contextmanager
+def removed_if_failed() -> Iterator[None]:
+    """The folders :func:`output_folder` (or :func:`output_file`) creates inside the block are
+    removed again, deepest first and only while empty, if the block raises: a command that stops
+    on an error leaves no empty output folder behind (a folder holding anything stays)."""
+    made: list[Path] = []
+    _RECORDERS.append(made)
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+    finally:
+        _RECORDERS.remove(made)
+
+
 def output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
     """Make ``path`` a folder camkit can write into (created when missing) before any work is done.
 
@@ -123,10 +146,13 @@ def output_folder(path: str | os.PathLike, what: str = "--out") -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"{what} {folder} is a file, not a folder")
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"{what} {folder}: cannot create the folder: {error.strerror or error}") from None
+    for made in _RECORDERS:
+        made.extend(reversed(missing))  # in the order they were created
     try:
         with tempfile.TemporaryFile(dir=folder, prefix=".camkit-probe-"):
             pass

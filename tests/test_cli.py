@@ -200,6 +200,14 @@ def test_case7_an_unusable_out_is_refused_before_the_work(shape_files, tmp_path,
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+def test_a_command_that_fails_leaves_no_empty_out_folder(shape_files, tmp_path, capsys):
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "deeper", tmp_path / "kept" / "new"):
+        code, err = one_line_error(capsys, "explain", tmp_path / "missing.png", "--out", out)
+        assert code == 2 and "image not found" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_case7_a_read_only_out_is_refused(shape_files, tmp_path, capsys):
     (tmp_path / "ro").mkdir(mode=0o555)

@@ -65,6 +65,22 @@ def test_output_folder_and_file_are_checked_before_any_work(tmp_path):
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+def test_folders_made_for_a_failed_run_are_removed_unless_they_hold_something(tmp_path):
+    with pytest.raises(InputError), io.removed_if_failed():
+        io.output_folder(tmp_path / "a" / "b")
+        io.output_file(tmp_path / "c" / "result.json")
+        raise InputError("the run failed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError), io.removed_if_failed():
+        io.output_folder(tmp_path / "a" / "b")
+        (tmp_path / "a" / "partial.json").write_text("{}")     # e.g. resumable work already written
+        raise InputError("the run failed")
+    assert (tmp_path / "a" / "partial.json").exists() and not (tmp_path / "a" / "b").exists()
+    with io.removed_if_failed():
+        io.output_folder(tmp_path / "ok")
+    assert (tmp_path / "ok").is_dir()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_folder_is_not_writable(tmp_path):
     (tmp_path / "ro").mkdir(mode=0o555)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from camkit.cli import bench, demo, explain, train
 from camkit.errors import CamkitError, RunError
+from camkit.io import removed_if_failed
 
 __all__ = ["main", "build_parser", "OneLineParser", "COMMANDS"]
 
@@ -69,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"camkit {args.command}"
     speaks = int(os.environ.get("RANK", "0")) == 0  # under torchrun, one process reports
     try:
-        return int(args.run(args) or 0)
+        with removed_if_failed():  # a command that fails leaves no empty --out folder behind
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         hint = f"; {args.interrupted(args)}" if args.interrupted else ""
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
