@@ -566,3 +566,57 @@ def _largest(rows, first, stop, largest):
                 rows[i, BY0] < rows[j, BY0] or (rows[i, BY0] == rows[j, BY0] and rows[i, BX0] < rows[j, BX0]))):
             largest[k] = i
 
+
+
+@inline
+def _best_gt_iou(x0, y0, x1, y1, gt):
+    """Best IoU of box ``(x0, y0, x1, y1)`` with the ground-truth boxes ``gt`` ``(G, 4)``: the
+    compiled :func:`camkit.localize.boxes.box_iou` (same integer operations, same float division),
+    0 with no ground truth."""
+    area = max(0, x1 - x0 + 1) * max(0, y1 - y0 + 1)
+    best = 0.0
+    for g in range(gt.shape[0]):
+        inter = (max(0, min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1)
+                 * max(0, min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1))
+        union = area + max(0, gt[g, 2] - gt[g, 0] + 1) * max(0, gt[g, 3] - gt[g, 1] + 1) - inter
+        best = max(best, inter / max(union, 1) if union > 0 else 0.0)
+    return best
+
+
+@jit
+def cell_ious(rows, largest, hole_rows, hole_flip, gt, columns, empty_box, far_corner, height, width):
+    """Per image and threshold column: the IoU of the largest component's box and the best IoU
+    of all boxes, with the image's ground truth.
+
+    ``rows`` int32 ``(N, 7)`` and ``largest`` ``(B, K)`` from :func:`component_rows`;
+    ``hole_rows`` ``(M, 7)`` (may be empty): holes, boxed one pixel outside on every side and
+    counted at level ``hole_flip - k``; ``gt`` int64 ``(B, G, 4)`` padded with empty boxes;
+    ``columns`` int64 ``(B, T)``: the level ``k`` scored at each threshold; ``empty_box`` ``(4,)``:
+    the box of a level with no component; ``far_corner``: boxes end one pixel past the component,
+    clipped to the image (wsolevaluation's ``x + w``).  Returns two float64 ``(B, T)`` arrays.
+    """
+    batch, n_columns = columns.shape
+    n_levels = largest.shape[1]
+    row_iou = np.empty(rows.shape[0])
+    best = np.full((batch, n_levels), -1.0)
+    for r in range(rows.shape[0] + hole_rows.shape[0]):
+        hole = r >= rows.shape[0]
+        row = hole_rows[r - rows.shape[0]] if hole else rows[r]
+        b, k = row[IMAGE], hole_flip - row[K] if hole else row[K]
+        pad = 1 if hole else 0
+        x0, y0, x1, y1 = row[BX0] - pad, row[BY0] - pad, row[BX1] + pad, row[BY1] + pad
+        if far_corner:
+            x1, y1 = min(x1 + 1, width - 1), min(y1 + 1, height - 1)
+        value = _best_gt_iou(x0, y0, x1, y1, gt[b])
+        if not hole:
+            row_iou[r] = value
+        best[b, k] = max(best[b, k], value)
+    largest_iou = np.empty((batch, n_columns))
+    best_iou = np.empty((batch, n_columns))
+    for b in range(batch):
+        empty = _best_gt_iou(empty_box[0], empty_box[1], empty_box[2], empty_box[3], gt[b])
+        for t in range(n_columns):
+            k = columns[b, t]
+            largest_iou[b, t] = row_iou[largest[b, k]] if largest[b, k] >= 0 else empty
+            best_iou[b, t] = best[b, k] if best[b, k] >= 0 else empty
+    return largest_iou, best_iou
