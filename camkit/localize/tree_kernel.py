@@ -23,6 +23,7 @@ One algorithm: the sweep above, one compiled function per step.
 """
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM's cttz
 
 jit = njit(cache=True, nogil=True, error_model="numpy")
 # Helpers called in loops are inlined: a call would count references to every array it takes.
@@ -177,6 +178,7 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
     where ``d`` falls from 1 to 0 and its peak is where ``d`` next rises from 0 to 1."""
     pw = width + 2
     words = flags.view(np.uint64)
+    byte_start, low_bits, three = np.uint64(56), np.uint64(3), np.uint64(3)
     n = 0
     for y in range(height):
         row = q[(y + 1) * pw:(y + 2) * pw]  # pixel x at row[x + 1]
@@ -187,11 +189,13 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
         flags[0] = 1 | (flags[0] & 2)
         row_first[y] = n
         h = n - 1
-        for w in range(words.size):  # the few flagged pixels, eight at a time
-            if words[w] == 0:
-                continue
-            for x in range(8 * w, 8 * w + 8):
-                flag = flags[x]
+        for w in range(words.size):  # the few flagged pixels: the lowest nonzero byte of each word
+            word = words[w]
+            while word != 0:
+                bit = np.uint64(trailing_zeros(word)) & byte_start  # little-endian: pixel 8 w + bit / 8
+                flag = (word >> bit) & low_bits
+                word ^= flag << bit
+                x = 8 * w + int(bit >> three)
                 if flag & 1:
                     h += 1
                     hill_x0[h] = x
