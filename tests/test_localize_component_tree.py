@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from camkit.localize import BoxAccuracy, iou, prepare_maps, superlevel_components
+from camkit.localize import BoxAccuracy, component_tree, iou, prepare_maps, superlevel_components
 from camkit.localize.boxes import EMPTY_BOX, box_iou, ground_truth
 from camkit.localize.component_tree import cell_ious, sweep, sweep_rows
 
@@ -144,6 +144,31 @@ def test_threshold_levels_are_exact_at_and_around_every_threshold():
             for box in table.boxes_at(k)[0]:
                 foreground[box[0]:box[2] + 1] = True
             assert np.array_equal(foreground, expected > k), k
+
+
+def test_kept_workspaces_give_the_same_rows_across_shapes_and_threads():
+    """The sweep keeps its scratch per thread and shape; it must come back clean after every call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    batches = [rng.random((3, 19, 23)), rng.random((2, 23, 19)), rng.random((3, 19, 23)) ** 3]
+    calls = [(maps, args) for maps in batches
+             for args in (("uint8", 256, 8, False), ("uint8_complement", 255, 4, True), ("levels", 1, 8, False))]
+
+    def run(call):
+        maps, args = call
+        return sweep_rows(maps, *args)
+
+    fresh = []
+    for call in calls:
+        component_tree._workspaces.__dict__.pop("by_shape", None)
+        fresh.append(run(call))
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(run, calls * 3))
+    for results, expected_results in (([run(call) for call in calls], fresh), (threaded, fresh * 3)):
+        for got, expected in zip(results, expected_results, strict=True):
+            for a, b in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(a, b)
 
 
 # --- cell_ious: the compiled IoU pass against box_iou on the same boxes -------------------------

@@ -8,6 +8,7 @@ component of every threshold as a :class:`ComponentTable`.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,11 @@ import numpy as np
 from camkit.errors import InputError
 
 __all__ = ["ComponentTable", "superlevel_components", "sweep", "sweep_rows", "cell_ious"]
+
+_workspaces = threading.local()  # the kernel's scratch arrays, per thread: {(H, W, K, interior_only): int32}
+_WORKSPACES = 4  # kept per thread (a metric uses one or two)
+_WORKSPACE_BYTES = 64 << 20  # larger ones (huge level counts) are not kept
+_NO_WORKSPACE = np.zeros(0, np.int32)
 
 
 @dataclass
@@ -103,13 +109,23 @@ def sweep_rows(maps: np.ndarray, levels_from: str, num_thresholds: int, connecti
     from camkit.localize.tree_kernel import LEVELS, THRESHOLDS, UINT8, UINT8_COMPLEMENT, component_rows
 
     quantisers = {"levels": LEVELS, "uint8": UINT8, "uint8_complement": UINT8_COMPLEMENT, "thresholds": THRESHOLDS}
-    batch = maps.shape[0]
+    batch, height, width = maps.shape
     if maps.size == 0 or num_thresholds == 0:
         return np.zeros((0, 7), np.int32), np.full((batch, num_thresholds), -1, np.int64), np.zeros(batch, np.int64)
-    return component_rows(
+    # The kernel's scratch is kept per thread and shape: freed and allocated again, its pages would
+    # be handed back to the system and faulted in afresh by every call (~15 % of the sweep).
+    workspaces = _workspaces.__dict__.setdefault("by_shape", {})
+    key = (height, width, num_thresholds, bool(interior_only))
+    workspace = workspaces.pop(key, _NO_WORKSPACE)  # a call that raises leaves none behind
+    rows, largest, top, workspace = component_rows(
         np.ascontiguousarray(maps, dtype=np.float64), quantisers[levels_from],
         np.zeros(0) if thresholds is None else np.ascontiguousarray(thresholds, dtype=np.float64),
-        num_thresholds, connectivity, bool(interior_only))
+        num_thresholds, connectivity, bool(interior_only), workspace)
+    if workspace.nbytes <= _WORKSPACE_BYTES:
+        if len(workspaces) >= _WORKSPACES:
+            workspaces.pop(next(iter(workspaces)))
+        workspaces[key] = workspace
+    return rows, largest, top
 
 
 def cell_ious(rows: np.ndarray, largest: np.ndarray, gt: np.ndarray, columns: np.ndarray,

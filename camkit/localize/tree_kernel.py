@@ -42,7 +42,7 @@ LEVELS, UINT8, UINT8_COMPLEMENT, THRESHOLDS = range(4)
 
 
 @jit
-def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only):
+def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only, workspace):
     """Every component of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1``.
 
     ``maps``: float64 ``(B, H, W)``, turned into levels by ``quantiser``: :data:`LEVELS` (the
@@ -50,43 +50,55 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     map), :data:`UINT8_COMPLEMENT` (``255 - int(255 m)``) or :data:`THRESHOLDS` (the number of
     ``thresholds``, sorted, strictly below ``m``); levels above ``num_thresholds`` act as it.
     ``connectivity``: 4 or 8; ``interior_only``: only components that do not touch the image
-    border (their pixel counts are not computed).
+    border (their pixel counts are not computed).  ``workspace``: int32 scratch returned by an
+    earlier call with the same map size, ``num_thresholds`` and ``interior_only`` (it is left
+    clean), or a smaller array for a fresh one.
 
     Returns ``rows`` int32 ``(N, 7)``: image, k, x0, y0, x1, y1 (inclusive box), pixel count;
     ``largest`` int64 ``(B, num_thresholds)``: the row of the component with the most pixels
-    (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level.
+    (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level;
+    the workspace used.
     """
     batch, height, width = maps.shape
     top = num_thresholds
     pw = width + 2
     n_levels = 1 if interior_only else top + 1
     most_hills = height * (width // 2 + 1)
-    q = np.empty((height + 2) * pw, np.int32)  # levels clipped to top, with a frame of -1
+    capacity = 3 * most_hills + height
+    n_slots = height * width // SLOT_MIN + 1
+    sizes = (2 * (height + 2) * pw, 5 * (most_hills + 1), height + 1, 2 * ((width + 7) // 8), 3 * most_hills,
+             13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
+    need = 0
+    for size in sizes:
+        need += size + (size & 1)  # even offsets: 8-byte aligned views
+    if workspace.size < need:
+        # Zeros: the profile slots and the flags' padding must start clean (each call leaves them so).
+        workspace = np.zeros(need, np.int32)
+    start = 0
+    frames, start = _take(workspace, start, 2 * (height + 2) * pw)
+    q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:]  # q: levels with a frame of -1
     for i in range(q.size):
         q[i] = -1
-    hill_y = np.empty(most_hills + 1, np.int32)
-    hill_x0 = np.empty(most_hills + 1, np.int32)
-    hill_x1 = np.empty(most_hills + 1, np.int32)
-    peak_level = np.empty(most_hills + 1, np.int32)
-    peak_x = np.empty(most_hills + 1, np.int32)
-    row_first = np.empty(height + 1, np.int32)
-    hill_map = np.empty((height + 2) * pw, np.int32)
-    flags = np.zeros(8 * ((width + 7) // 8), np.uint8)
-    pointer = np.empty(most_hills, np.int32)
-    hill_region = np.empty(most_hills, np.int32)
-    next_hill = np.empty(most_hills, np.int32)
-    comp = np.empty((most_hills, 13), np.int32)
-    capacity = 3 * most_hills + height
-    edge_a = np.empty(capacity, np.int32)
-    edge_b = np.empty(capacity, np.int32)
-    edge_p = np.empty(capacity, np.int32)
-    order = np.empty(capacity, np.int32)
-    bucket = np.empty(top + 2, np.int64)
-    n_slots = height * width // SLOT_MIN + 1
-    col = np.zeros((n_slots, width), np.int32)
-    rowmax = np.zeros((n_slots, height), np.int32)
-    hist = np.zeros((n_slots, n_levels), np.int32)
-    free = np.empty(n_slots, np.int32)
+    hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
+    per_hill = hill_block.reshape((5, most_hills + 1))
+    hill_y, hill_x0, hill_x1, peak_level, peak_x = per_hill[0], per_hill[1], per_hill[2], per_hill[3], per_hill[4]
+    row_first, start = _take(workspace, start, height + 1)
+    flag_words, start = _take(workspace, start, 2 * ((width + 7) // 8))
+    flags = flag_words.view(np.uint8)
+    region_block, start = _take(workspace, start, 3 * most_hills)
+    per_region = region_block.reshape((3, most_hills))
+    pointer, hill_region, next_hill = per_region[0], per_region[1], per_region[2]
+    comp_flat, start = _take(workspace, start, 13 * most_hills)
+    comp = comp_flat.reshape((most_hills, 13))
+    edge_block, start = _take(workspace, start, 4 * capacity)
+    per_edge = edge_block.reshape((4, capacity))
+    edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
+    bucket, start = _take(workspace, start, top + 2)
+    slots, start = _take(workspace, start, n_slots * (width + height + n_levels + 1))
+    col = slots[:n_slots * width].reshape((n_slots, width))
+    rowmax = slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height))
+    hist = slots[n_slots * (width + height):n_slots * (width + height + n_levels)].reshape((n_slots, n_levels))
+    free = slots[n_slots * (width + height + n_levels):]
     for i in range(n_slots):
         free[i] = i
     rows = np.empty((4096, 7), np.int32)
@@ -113,7 +125,13 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
                                         n_edges, col, rowmax, hist, free, n_free, rows, n_rows)
         if not interior_only:
             _largest(rows, first_row, n_rows, largest[b])
-    return rows[:n_rows], largest, highest
+    return rows[:n_rows], largest, highest, workspace
+
+
+@inline
+def _take(workspace, start, size):
+    """``workspace[start:start + size]`` and the next even offset after it."""
+    return workspace[start:start + size], start + size + (size & 1)
 
 
 @jit
