@@ -102,7 +102,7 @@ def test_special_maps_equal_labelling(connectivity):
 @pytest.mark.parametrize("seed", range(6))
 def test_random_maps_of_several_sizes_and_levels_equal_labelling(connectivity, seed):
     rng = np.random.default_rng(seed)
-    for height, width in [(1, 1), (1, 9), (9, 1), (2, 2), (7, 16), (23, 17)]:
+    for height, width in [(1, 1), (1, 9), (9, 1), (2, 2), (7, 16), (23, 17), (3, 150)]:  # 150: three flag words
         num_thresholds = int(rng.choice([1, 2, 5, 31]))
         levels = rng.integers(0, num_thresholds + 2, size=(2, height, width))  # some above num_thresholds
         assert_tree_equals_labelling(levels, num_thresholds, connectivity)

@@ -18,12 +18,14 @@ Every connected component of every superlevel set ``{levels > k}`` of a map, in 
 
 Everything runs on whole rows and on the few thousand hills of an image, never pixel by pixel
 in level order: the sweep costs a few passes over the pixels whatever the number of thresholds.
+Its scratch arrays live in one int32 workspace that the caller keeps between calls (see
+:func:`component_rows`).  :func:`cell_ious` then scores the rows against the ground truth.
 
 One algorithm: the sweep above, one compiled function per step.
 """
 import numpy as np
 from numba import njit
-from numba.cpython.unsafe.numbers import trailing_zeros  # LLVM's cttz
+from numba.cpython.unsafe.numbers import trailing_zeros  # numba's intrinsic for LLVM's cttz
 
 jit = njit(cache=True, nogil=True, error_model="numpy")
 # Helpers called in loops are inlined: a call would count references to every array it takes.
@@ -196,7 +198,7 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
     where ``d`` falls from 1 to 0 and its peak is where ``d`` next rises from 0 to 1."""
     pw = width + 2
     words = flags.view(np.uint64)
-    byte_start, low_bits, three = np.uint64(56), np.uint64(3), np.uint64(3)
+    byte_start, low_bits, bits_per_byte_log2 = np.uint64(56), np.uint64(3), np.uint64(3)
     n = 0
     for y in range(height):
         row = q[(y + 1) * pw:(y + 2) * pw]  # pixel x at row[x + 1]
@@ -213,7 +215,7 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
                 bit = np.uint64(trailing_zeros(word)) & byte_start  # little-endian: pixel 8 w + bit / 8
                 flag = (word >> bit) & low_bits
                 word ^= flag << bit
-                x = 8 * w + int(bit >> three)
+                x = 8 * w + int(bit >> bits_per_byte_log2)
                 if flag & 1:
                     h += 1
                     hill_x0[h] = x
@@ -587,7 +589,6 @@ def _largest(rows, first, stop, largest):
         if j < 0 or rows[i, AREA] > rows[j, AREA] or (rows[i, AREA] == rows[j, AREA] and (
                 rows[i, BY0] < rows[j, BY0] or (rows[i, BY0] == rows[j, BY0] and rows[i, BX0] < rows[j, BX0]))):
             largest[k] = i
-
 
 
 @inline
