@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from camkit.localize import BoxAccuracy, iou, prepare_maps, superlevel_components
-from camkit.localize.component_tree import sweep
+from camkit.localize import BoxAccuracy, component_tree, iou, prepare_maps, superlevel_components
+from camkit.localize.boxes import EMPTY_BOX, box_iou, ground_truth
+from camkit.localize.component_tree import cell_ious, sweep, sweep_rows
 
 STRUCTURE = {8: np.ones((3, 3), bool), 4: ndimage.generate_binary_structure(2, 1)}
 
@@ -101,7 +102,7 @@ def test_special_maps_equal_labelling(connectivity):
 @pytest.mark.parametrize("seed", range(6))
 def test_random_maps_of_several_sizes_and_levels_equal_labelling(connectivity, seed):
     rng = np.random.default_rng(seed)
-    for height, width in [(1, 1), (1, 9), (9, 1), (2, 2), (7, 16), (23, 17)]:
+    for height, width in [(1, 1), (1, 9), (9, 1), (2, 2), (7, 16), (23, 17), (3, 150)]:  # 150: three flag words
         num_thresholds = int(rng.choice([1, 2, 5, 31]))
         levels = rng.integers(0, num_thresholds + 2, size=(2, height, width))  # some above num_thresholds
         assert_tree_equals_labelling(levels, num_thresholds, connectivity)
@@ -143,6 +144,103 @@ def test_threshold_levels_are_exact_at_and_around_every_threshold():
             for box in table.boxes_at(k)[0]:
                 foreground[box[0]:box[2] + 1] = True
             assert np.array_equal(foreground, expected > k), k
+
+
+def test_kept_workspaces_give_the_same_rows_across_shapes_and_threads():
+    """The sweep keeps its scratch per thread and shape; it must come back clean after every call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    batches = [rng.random((3, 19, 23)), rng.random((2, 23, 19)), rng.random((3, 19, 23)) ** 3]
+    calls = [(maps, args) for maps in batches
+             for args in (("uint8", 256, 8, False), ("uint8_complement", 255, 4, True), ("levels", 1, 8, False))]
+
+    def run(call):
+        maps, args = call
+        return sweep_rows(maps, *args)
+
+    fresh = []
+    for call in calls:
+        component_tree._workspaces.__dict__.pop("by_shape", None)
+        fresh.append(run(call))
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(run, calls * 3))
+    for results, expected_results in (([run(call) for call in calls], fresh), (threaded, fresh * 3)):
+        for got, expected in zip(results, expected_results, strict=True):
+            for a, b in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+# --- cell_ious: the compiled IoU pass against box_iou on the same boxes -------------------------
+
+def numpy_cell_ious(table, gt, columns, empty_box, height, width, far_corner, holes=None, hole_flip=0):
+    """:func:`cell_ious` in NumPy from :func:`sweep` tables and :func:`box_iou` (the spec)."""
+    batch, n_levels = table.largest.shape
+    boxes, images, levels = table.boxes, table.image, table.threshold
+    if holes is not None:
+        boxes = np.concatenate([boxes, holes.boxes + [-1, -1, 1, 1]])
+        images = np.concatenate([images, holes.image])
+        levels = np.concatenate([levels, hole_flip - holes.threshold])
+    if far_corner:
+        boxes = boxes.copy()
+        boxes[:, 2] = np.minimum(boxes[:, 2] + 1, width - 1)
+        boxes[:, 3] = np.minimum(boxes[:, 3] + 1, height - 1)
+    row_iou = box_iou(boxes[:, None], gt[images]).max(axis=1, initial=0.0)
+    empty = box_iou(np.array(empty_box)[None], gt).max(axis=1, initial=0.0)
+    best = np.full((batch, n_levels), -1.0)
+    np.maximum.at(best, (images, levels), row_iou)
+    best = np.where(best < 0, empty[:, None], best)
+    largest = np.where(table.largest >= 0, row_iou[np.maximum(table.largest, 0)] if boxes.size else 0.0,
+                       empty[:, None])
+    rows = np.arange(batch)[:, None]
+    return largest[rows, columns], best[rows, columns]
+
+
+def cell_iou_cases():
+    """Level maps ``(1, H, W)`` (the edge cases of :func:`special_maps`, 1×1 and random ones)."""
+    rng = np.random.default_rng(7)
+    cases = [m[None] for m in special_maps(13).values()]
+    cases += [np.full((1, 1, 1), 4), np.zeros((1, 1, 1), np.int64), rng.integers(0, 7, (1, 9, 14)),
+              rng.integers(0, 7, (1, 1, 11)), rng.integers(0, 3, (1, 17, 5))]
+    return cases
+
+
+@pytest.mark.parametrize("far_corner", [False, True])
+def test_cell_ious_equal_box_iou_on_the_same_boxes(far_corner):
+    rng = np.random.default_rng(11)
+    for levels in cell_iou_cases():
+        height, width = levels.shape[1:]
+        maps = levels.astype(np.float64)
+        gts = ([[0, 0, 0, 0]], [[0, 0, width - 1, height - 1]],
+               [[width // 3, 1, width - 1, height // 2], [0, height // 2, width // 2, height - 1]])
+        for gt_boxes in gts:
+            gt = ground_truth([np.minimum(np.array(gt_boxes), [width - 1, height - 1] * 2)])
+            table, _ = sweep(maps, "levels", 7)
+            holes, _ = sweep(6 - maps, "levels", 7, connectivity=4, interior_only=True)
+            rows, largest, _ = sweep_rows(maps, "levels", 7)
+            hole_rows, _, _ = sweep_rows(6 - maps, "levels", 7, connectivity=4, interior_only=True)
+            columns = rng.integers(0, 7, (1, 20))
+            for empty_box in (EMPTY_BOX, (0, 0, 0, 0)):
+                for with_holes in (False, True):
+                    expected = numpy_cell_ious(table, gt, columns, empty_box, height, width, far_corner,
+                                               holes if with_holes else None, 6)
+                    got = cell_ious(rows, largest, gt, columns, empty_box, (height, width), far_corner,
+                                    hole_rows if with_holes else None, 6)
+                    np.testing.assert_array_equal(got[0], expected[0])
+                    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_cell_ious_of_an_empty_batch_and_of_maps_without_components():
+    gt = ground_truth([np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3]])])
+    rows, largest, _ = sweep_rows(np.zeros((2, 4, 4)), "levels", 3)
+    assert rows.shape == (0, 7)
+    largest_iou, best = cell_ious(rows, largest, gt, np.zeros((2, 5), np.int64), (0, 0, 0, 0), (4, 4), True)
+    expected = box_iou(np.array([[0, 0, 0, 0]]), gt[:, 0])[:, None]  # the empty box's IoU
+    np.testing.assert_array_equal(largest_iou, np.broadcast_to(expected, (2, 5)))
+    np.testing.assert_array_equal(best, np.broadcast_to(expected, (2, 5)))
+    none = cell_ious(np.zeros((0, 7), np.int32), np.zeros((0, 3), np.int64), np.zeros((0, 1, 4), np.int64),
+                     np.zeros((0, 5), np.int64), EMPTY_BOX, (4, 4))
+    assert none[0].shape == none[1].shape == (0, 5)
 
 
 # --- BoxAccuracy, every cell against a per-threshold labelling ----------------------------------

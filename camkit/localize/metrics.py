@@ -33,7 +33,7 @@ import torch
 
 from camkit.errors import CamkitError, InputError
 from camkit.localize.boxes import EMPTY_BOX, box_array, check_finite, ground_truth, padded_best_iou
-from camkit.localize.component_tree import sweep
+from camkit.localize.component_tree import cell_ious, sweep_rows
 from camkit.localize.counts import Counts
 from camkit.maps import resize_maps
 
@@ -228,7 +228,8 @@ class BoxAccuracy(Counts):
 
     Counts: ``num_images`` and ``correct_largest`` / ``correct_all`` ``(len(δ), len(τ))``.
     Every component at every τ comes from one compiled sweep per batch and tree
-    (:func:`camkit.localize.component_tree.sweep`), not one labelling per τ.
+    (:func:`camkit.localize.component_tree.sweep_rows`), not one labelling per τ, and their IoUs
+    from one compiled pass over its rows (:func:`camkit.localize.component_tree.cell_ious`).
     GT boxes must be in the coordinates of the scored maps (e.g. 224² for wsolevaluation).
     """
 
@@ -287,44 +288,24 @@ class BoxAccuracy(Counts):
     def _best_ious(self, prepared: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`best_ious` with ``gt`` ``(B, G, 4)`` already validated and padded."""
         batch, height, width = prepared.shape
-        wsol = self.protocol == "wsolevaluation"
-        if wsol:
-            # q = uint8(255 m), the reference's map; foreground at τ: q > int(τ · max q)
-            num_thresholds = 256
-            table, top = sweep(prepared, "uint8", num_thresholds, self.connectivity)
-            columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
-        else:
+        if self.protocol == "camkit":
             # level = #{k : τ_k < m}, so that m > τ_k exactly when k < level
-            num_thresholds = self.thresholds.size
-            table, _ = sweep(prepared, "thresholds", num_thresholds, self.connectivity, thresholds=self.thresholds)
-            columns = np.broadcast_to(np.arange(num_thresholds), (batch, num_thresholds))
-        boxes, images, cells = table.boxes, table.image, table.image * num_thresholds + table.threshold
-        n_components = boxes.shape[0]
-        if wsol:
-            boxes = _reference_far_corner(boxes, height, width)
-            if self.all_components:
-                # OpenCV's contour tree also boxes the border of every hole: a 4-connected
-                # component of {q <= k} = {255 - q > 254 - k} that does not touch the image
-                # border, traced on the foreground pixels one pixel outside it on every side.
-                holes, _ = sweep(prepared, "uint8_complement", 255, connectivity=4, interior_only=True)
-                hole_boxes = _reference_far_corner(holes.boxes + np.array([-1, -1, 1, 1]), height, width)
-                boxes = np.concatenate([boxes, hole_boxes])
-                images = np.concatenate([images, holes.image])
-                cells = np.concatenate([cells, holes.image * num_thresholds + 254 - holes.threshold])
-        row_iou = padded_best_iou(boxes, gt, image=images)
-
-        empty_box = np.array(_REFERENCE_EMPTY_BOX if wsol else EMPTY_BOX, np.int64)
-        empty_iou = padded_best_iou(np.tile(empty_box, (batch, 1)), gt)
-        best = np.full(batch * num_thresholds, -1.0)
-        np.maximum.at(best, cells, row_iou)
-        best = best.reshape(batch, num_thresholds)
-        best = np.where(best < 0, empty_iou[:, None], best)  # no component: the empty box
-
-        largest = table.largest
-        largest_iou = np.where(largest >= 0, row_iou[np.maximum(largest, 0)] if n_components
-                               else 0.0, empty_iou[:, None])
-        rows = np.arange(batch)[:, None]
-        return largest_iou[rows, columns], best[rows, columns]
+            rows, largest, _ = sweep_rows(prepared, "thresholds", self.thresholds.size, self.connectivity,
+                                          thresholds=self.thresholds)
+            columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
+            return cell_ious(rows, largest, gt, columns, EMPTY_BOX, (height, width))
+        # q = uint8(255 m), the reference's map; foreground at τ: q > int(τ · max q)
+        rows, largest, top = sweep_rows(prepared, "uint8", 256, self.connectivity)
+        columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
+        hole_rows = None
+        if self.all_components:
+            # OpenCV's contour tree also boxes the border of every hole: a 4-connected component
+            # of {q <= k} = {255 - q > 254 - k} that does not touch the image border, traced on
+            # the foreground pixels one pixel outside it on every side.
+            hole_rows, _, _ = sweep_rows(prepared, "uint8_complement", 255, connectivity=4, interior_only=True)
+        # The reference's box ends at x + w (one past the region), clipped to the map.
+        return cell_ious(rows, largest, gt, columns, _REFERENCE_EMPTY_BOX, (height, width), far_corner=True,
+                         hole_rows=hole_rows, hole_flip=254)
 
     def result(self) -> dict:
         """Percentages: ``max_box_acc``, ``max_box_acc_v2``, ``box_acc`` (dict δ → curve over τ
@@ -349,14 +330,6 @@ class BoxAccuracy(Counts):
             "thresholds": self.thresholds.copy(), "iou_thresholds": self.iou_thresholds,
             "num_images": int(self.num_images),
         }
-
-
-def _reference_far_corner(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """wsolevaluation's box: ``x1 = x + w`` (one past the region) clipped to ``W - 1``; same for y."""
-    out = boxes.copy()
-    out[:, 2] = np.minimum(out[:, 2] + 1, width - 1)
-    out[:, 3] = np.minimum(out[:, 3] + 1, height - 1)
-    return out
 
 
 class PxAP(Counts):

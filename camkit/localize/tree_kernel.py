@@ -18,11 +18,14 @@ Every connected component of every superlevel set ``{levels > k}`` of a map, in 
 
 Everything runs on whole rows and on the few thousand hills of an image, never pixel by pixel
 in level order: the sweep costs a few passes over the pixels whatever the number of thresholds.
+Its scratch arrays live in one int32 workspace that the caller keeps between calls (see
+:func:`component_rows`).  :func:`cell_ious` then scores the rows against the ground truth.
 
 One algorithm: the sweep above, one compiled function per step.
 """
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros  # numba's intrinsic for LLVM's cttz
 
 jit = njit(cache=True, nogil=True, error_model="numpy")
 # Helpers called in loops are inlined: a call would count references to every array it takes.
@@ -41,7 +44,7 @@ LEVELS, UINT8, UINT8_COMPLEMENT, THRESHOLDS = range(4)
 
 
 @jit
-def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only):
+def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only, workspace):
     """Every component of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1``.
 
     ``maps``: float64 ``(B, H, W)``, turned into levels by ``quantiser``: :data:`LEVELS` (the
@@ -49,43 +52,55 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     map), :data:`UINT8_COMPLEMENT` (``255 - int(255 m)``) or :data:`THRESHOLDS` (the number of
     ``thresholds``, sorted, strictly below ``m``); levels above ``num_thresholds`` act as it.
     ``connectivity``: 4 or 8; ``interior_only``: only components that do not touch the image
-    border (their pixel counts are not computed).
+    border (their pixel counts are not computed).  ``workspace``: int32 scratch returned by an
+    earlier call with the same map size, ``num_thresholds`` and ``interior_only`` (it is left
+    clean), or a smaller array for a fresh one.
 
     Returns ``rows`` int32 ``(N, 7)``: image, k, x0, y0, x1, y1 (inclusive box), pixel count;
     ``largest`` int64 ``(B, num_thresholds)``: the row of the component with the most pixels
-    (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level.
+    (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level;
+    the workspace used.
     """
     batch, height, width = maps.shape
     top = num_thresholds
     pw = width + 2
     n_levels = 1 if interior_only else top + 1
     most_hills = height * (width // 2 + 1)
-    q = np.empty((height + 2) * pw, np.int32)  # levels clipped to top, with a frame of -1
+    capacity = 3 * most_hills + height
+    n_slots = height * width // SLOT_MIN + 1
+    sizes = (2 * (height + 2) * pw, 5 * (most_hills + 1), height + 1, 2 * ((width + 7) // 8), 3 * most_hills,
+             13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
+    need = 0
+    for size in sizes:
+        need += size + (size & 1)  # even offsets: 8-byte aligned views
+    if workspace.size < need:
+        # Zeros: the profile slots and the flags' padding must start clean (each call leaves them so).
+        workspace = np.zeros(need, np.int32)
+    start = 0
+    frames, start = _take(workspace, start, 2 * (height + 2) * pw)
+    q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:]  # q: levels with a frame of -1
     for i in range(q.size):
         q[i] = -1
-    hill_y = np.empty(most_hills + 1, np.int32)
-    hill_x0 = np.empty(most_hills + 1, np.int32)
-    hill_x1 = np.empty(most_hills + 1, np.int32)
-    peak_level = np.empty(most_hills + 1, np.int32)
-    peak_x = np.empty(most_hills + 1, np.int32)
-    row_first = np.empty(height + 1, np.int32)
-    hill_map = np.empty((height + 2) * pw, np.int32)
-    flags = np.zeros(8 * ((width + 7) // 8), np.uint8)
-    pointer = np.empty(most_hills, np.int32)
-    hill_region = np.empty(most_hills, np.int32)
-    next_hill = np.empty(most_hills, np.int32)
-    comp = np.empty((most_hills, 13), np.int32)
-    capacity = 3 * most_hills + height
-    edge_a = np.empty(capacity, np.int32)
-    edge_b = np.empty(capacity, np.int32)
-    edge_p = np.empty(capacity, np.int32)
-    order = np.empty(capacity, np.int32)
-    bucket = np.empty(top + 2, np.int64)
-    n_slots = height * width // SLOT_MIN + 1
-    col = np.zeros((n_slots, width), np.int32)
-    rowmax = np.zeros((n_slots, height), np.int32)
-    hist = np.zeros((n_slots, n_levels), np.int32)
-    free = np.empty(n_slots, np.int32)
+    hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
+    per_hill = hill_block.reshape((5, most_hills + 1))
+    hill_y, hill_x0, hill_x1, peak_level, peak_x = per_hill[0], per_hill[1], per_hill[2], per_hill[3], per_hill[4]
+    row_first, start = _take(workspace, start, height + 1)
+    flag_words, start = _take(workspace, start, 2 * ((width + 7) // 8))
+    flags = flag_words.view(np.uint8)
+    region_block, start = _take(workspace, start, 3 * most_hills)
+    per_region = region_block.reshape((3, most_hills))
+    pointer, hill_region, next_hill = per_region[0], per_region[1], per_region[2]
+    comp_flat, start = _take(workspace, start, 13 * most_hills)
+    comp = comp_flat.reshape((most_hills, 13))
+    edge_block, start = _take(workspace, start, 4 * capacity)
+    per_edge = edge_block.reshape((4, capacity))
+    edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
+    bucket, start = _take(workspace, start, top + 2)
+    slots, start = _take(workspace, start, n_slots * (width + height + n_levels + 1))
+    col = slots[:n_slots * width].reshape((n_slots, width))
+    rowmax = slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height))
+    hist = slots[n_slots * (width + height):n_slots * (width + height + n_levels)].reshape((n_slots, n_levels))
+    free = slots[n_slots * (width + height + n_levels):]
     for i in range(n_slots):
         free[i] = i
     rows = np.empty((4096, 7), np.int32)
@@ -112,7 +127,13 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
                                         n_edges, col, rowmax, hist, free, n_free, rows, n_rows)
         if not interior_only:
             _largest(rows, first_row, n_rows, largest[b])
-    return rows[:n_rows], largest, highest
+    return rows[:n_rows], largest, highest, workspace
+
+
+@inline
+def _take(workspace, start, size):
+    """``workspace[start:start + size]`` and the next even offset after it."""
+    return workspace[start:start + size], start + size + (size & 1)
 
 
 @jit
@@ -177,6 +198,7 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
     where ``d`` falls from 1 to 0 and its peak is where ``d`` next rises from 0 to 1."""
     pw = width + 2
     words = flags.view(np.uint64)
+    byte_start, low_bits, bits_per_byte_log2 = np.uint64(56), np.uint64(3), np.uint64(3)
     n = 0
     for y in range(height):
         row = q[(y + 1) * pw:(y + 2) * pw]  # pixel x at row[x + 1]
@@ -187,11 +209,13 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
         flags[0] = 1 | (flags[0] & 2)
         row_first[y] = n
         h = n - 1
-        for w in range(words.size):  # the few flagged pixels, eight at a time
-            if words[w] == 0:
-                continue
-            for x in range(8 * w, 8 * w + 8):
-                flag = flags[x]
+        for w in range(words.size):  # the few flagged pixels: the lowest nonzero byte of each word
+            word = words[w]
+            while word != 0:
+                bit = np.uint64(trailing_zeros(word)) & byte_start  # little-endian: pixel 8 w + bit / 8
+                flag = (word >> bit) & low_bits
+                word ^= flag << bit
+                x = 8 * w + int(bit >> bits_per_byte_log2)
                 if flag & 1:
                     h += 1
                     hill_x0[h] = x
@@ -566,3 +590,56 @@ def _largest(rows, first, stop, largest):
                 rows[i, BY0] < rows[j, BY0] or (rows[i, BY0] == rows[j, BY0] and rows[i, BX0] < rows[j, BX0]))):
             largest[k] = i
 
+
+@inline
+def _best_gt_iou(x0, y0, x1, y1, gt):
+    """Best IoU of box ``(x0, y0, x1, y1)`` with the ground-truth boxes ``gt`` ``(G, 4)``: the
+    compiled :func:`camkit.localize.boxes.box_iou` (same integer operations, same float division),
+    0 with no ground truth."""
+    area = max(0, x1 - x0 + 1) * max(0, y1 - y0 + 1)
+    best = 0.0
+    for g in range(gt.shape[0]):
+        inter = (max(0, min(x1, gt[g, 2]) - max(x0, gt[g, 0]) + 1)
+                 * max(0, min(y1, gt[g, 3]) - max(y0, gt[g, 1]) + 1))
+        union = area + max(0, gt[g, 2] - gt[g, 0] + 1) * max(0, gt[g, 3] - gt[g, 1] + 1) - inter
+        best = max(best, inter / max(union, 1) if union > 0 else 0.0)
+    return best
+
+
+@jit
+def cell_ious(rows, largest, hole_rows, hole_flip, gt, columns, empty_box, far_corner, height, width):
+    """Per image and threshold column: the IoU of the largest component's box and the best IoU
+    of all boxes, with the image's ground truth.
+
+    ``rows`` int32 ``(N, 7)`` and ``largest`` ``(B, K)`` from :func:`component_rows`;
+    ``hole_rows`` ``(M, 7)`` (may be empty): holes, boxed one pixel outside on every side and
+    counted at level ``hole_flip - k``; ``gt`` int64 ``(B, G, 4)`` padded with empty boxes;
+    ``columns`` int64 ``(B, T)``: the level ``k`` scored at each threshold; ``empty_box`` ``(4,)``:
+    the box of a level with no component; ``far_corner``: boxes end one pixel past the component,
+    clipped to the image (wsolevaluation's ``x + w``).  Returns two float64 ``(B, T)`` arrays.
+    """
+    batch, n_columns = columns.shape
+    n_levels = largest.shape[1]
+    row_iou = np.empty(rows.shape[0])
+    best = np.full((batch, n_levels), -1.0)
+    for r in range(rows.shape[0] + hole_rows.shape[0]):
+        hole = r >= rows.shape[0]
+        row = hole_rows[r - rows.shape[0]] if hole else rows[r]
+        b, k = row[IMAGE], hole_flip - row[K] if hole else row[K]
+        pad = 1 if hole else 0
+        x0, y0, x1, y1 = row[BX0] - pad, row[BY0] - pad, row[BX1] + pad, row[BY1] + pad
+        if far_corner:
+            x1, y1 = min(x1 + 1, width - 1), min(y1 + 1, height - 1)
+        value = _best_gt_iou(x0, y0, x1, y1, gt[b])
+        if not hole:
+            row_iou[r] = value
+        best[b, k] = max(best[b, k], value)
+    largest_iou = np.empty((batch, n_columns))
+    best_iou = np.empty((batch, n_columns))
+    for b in range(batch):
+        empty = _best_gt_iou(empty_box[0], empty_box[1], empty_box[2], empty_box[3], gt[b])
+        for t in range(n_columns):
+            k = columns[b, t]
+            largest_iou[b, t] = row_iou[largest[b, k]] if largest[b, k] >= 0 else empty
+            best_iou[b, t] = best[b, k] if best[b, k] >= 0 else empty
+    return largest_iou, best_iou
