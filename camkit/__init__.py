@@ -1,8 +1,12 @@
 """camkit: class activation maps and weakly-supervised localization for PyTorch CNNs.
 
-    >>> import camkit
-    >>> e = camkit.explain(model, images, method="gradcam")   # doctest: +SKIP
-    >>> e.maps.shape                                          # (B, K, H, W) in [0, 1]
+    >>> import torch, camkit
+    >>> from camkit.data import Shapes
+    >>> model = camkit.models.pretrained("nin-shapes")            # shipped: 16×16 maps of 64² images
+    >>> images = torch.stack([Shapes("val", size=64, length=2)[i]["image"] for i in range(2)])
+    >>> e = camkit.explain(model, images, method="gradcam")
+    >>> e.maps.shape                                              # (B, K, H, W) in [0, 1]
+    torch.Size([2, 1, 64, 64])
 
 Submodules (``camkit.localize``, ``camkit.plot``, ``camkit.augmented`` …) are imported on
 first attribute access so that ``import camkit`` stays light.

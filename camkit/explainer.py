@@ -126,9 +126,17 @@ def fuse_layer_maps(layer_maps: dict[str, torch.Tensor], mode: str = "mean") -> 
 class Explainer:
     """Explain a model's predictions batch after batch.
 
-    >>> with camkit.Explainer(model, method="gradcam", layer="layer4") as explainer:  # doctest: +SKIP
+    >>> import torch, camkit
+    >>> from camkit.data import Shapes
+    >>> model = camkit.models.pretrained("nin-shapes")            # shipped: 16×16 maps of 64² images
+    >>> images = torch.stack([Shapes("val", size=64, length=2)[i]["image"] for i in range(2)])
+    >>> loader = [(images, torch.tensor([0, 1]))]
+    >>> with camkit.Explainer(model, method="gradcam") as explainer:
     ...     for images, labels in loader:
     ...         e = explainer(images, targets=labels)
+    >>> e.classes
+    tensor([[0],
+            [1]])
 
     ``layer``: a module, a dotted name, a list of them (maps are fused), or ``None`` for the last
     module whose output is a map over the input with more than one position that the explained
@@ -237,7 +245,12 @@ def explain(
 ) -> Explanation:
     """Explain ``model`` on ``images`` (B, C, H, W) (or (B, C, L), (B, C, T, H, W)): one call of an :class:`Explainer`.
 
-    >>> e = camkit.explain(model, images, method="gradcam", top_k=5)  # doctest: +SKIP
-    >>> e.maps.shape   # (B, 5, H, W)
+    >>> import torch, camkit
+    >>> from camkit.data import Shapes
+    >>> model = camkit.models.pretrained("nin-shapes")            # shipped: 16×16 maps of 64² images
+    >>> images = torch.stack([Shapes("val", size=64, length=2)[i]["image"] for i in range(2)])
+    >>> e = camkit.explain(model, images, method="gradcam", top_k=3)
+    >>> e.maps.shape   # (B, 3, H, W)
+    torch.Size([2, 3, 64, 64])
     """
     return Explainer(model, method, layer, **options)(images, targets=targets, top_k=top_k)

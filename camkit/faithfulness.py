@@ -16,8 +16,13 @@ generator seeded with ``seed``: results are deterministic.
   (Chattopadhay et al., Grad-CAM++, WACV 2018), in named conventions (the peers differ).
 * :func:`road`: remove-and-debias with noisy linear imputation (Rong et al., ICML 2022).
 
->>> e = camkit.explain(model, images, method="gradcam")                       # doctest: +SKIP
->>> camkit.faithfulness.deletion(model, images, e.maps, e.classes).auc  # (B,), lower is better
+>>> import torch, camkit
+>>> from camkit.data import Shapes
+>>> model = camkit.models.pretrained("nin-shapes")            # shipped: 16×16 maps of 64² images
+>>> images = torch.stack([Shapes("val", size=64, length=2)[i]["image"] for i in range(2)])
+>>> e = camkit.explain(model, images, method="gradcam")
+>>> camkit.faithfulness.deletion(model, images, e.maps, e.classes).auc.shape  # (B,), lower is better
+torch.Size([2])
 """
 from __future__ import annotations
 

@@ -10,10 +10,17 @@ on may be capped (``max_side``): boxes are then mapped back to the original pixe
 Images of different sizes cannot share a tensor: images are grouped by their resized shape, and
 each group runs in batches of up to ``batch_size`` (``batch_size=1`` runs them one by one).
 
-    >>> import camkit
+    >>> import tempfile, camkit
+    >>> from PIL import Image
     >>> from camkit.photos import explain_photos
-    >>> results = explain_photos(model, ["cat.jpg", "panorama.png"], size=224, top_k=3)  # doctest: +SKIP
-    >>> results[1].boxes          # (3, 4) x0, y0, x1, y1 inclusive, in panorama.png's own pixels
+    >>> scratch = tempfile.TemporaryDirectory(); folder = scratch.name
+    >>> Image.new("RGB", (90, 60), "red").save(folder + "/wide.png")
+    >>> Image.new("RGB", (300, 120), "yellow").save(folder + "/panorama.png")
+    >>> model = camkit.models.pretrained("nin-shapes")
+    >>> results = explain_photos(model, [folder + "/wide.png", folder + "/panorama.png"], size=64, top_k=3)
+    >>> results[1].boxes.shape    # (3, 4) x0, y0, x1, y1 inclusive, in panorama.png's own pixels
+    torch.Size([3, 4])
+    >>> scratch.cleanup()
 """
 from __future__ import annotations
 

@@ -213,8 +213,10 @@ def superresolve(
     :class:`~camkit.augmented.operators.ForwardModel`.  Runs on the device of ``cams``, all maps
     in one tensor.  Returns a :class:`SuperResolution` (``maps, history = ...`` unpacks).
 
+    >>> import torch
+    >>> from camkit.augmented import sample_transforms, superresolve
     >>> angles, shifts = sample_transforms(16, (32, 32), seed=0)
-    >>> maps, history = superresolve(torch.rand(2, 16, 8, 8), angles, shifts, (32, 32), iters=30)
+    >>> maps, history = superresolve(torch.rand(2, 16, 8, 8), angles, shifts, (32, 32), iters=30, tol=0)
     >>> maps.shape, history.shape
     (torch.Size([2, 32, 32]), torch.Size([2, 31]))
     """

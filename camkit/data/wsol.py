@@ -14,10 +14,17 @@ Boxes are ``x0, y0, x1, y1`` inclusive in original pixels; like the reference, t
 rescales them to the resized image with ``int(x * new_w / w)`` (truncation).  Masks are resized
 with nearest neighbour and thresholded at 0.5 (any non-zero PNG value is foreground).
 
+    >>> import tempfile
+    >>> from camkit.data import Shapes
     >>> from camkit.data.wsol import WSOLDataset, export_wsol
-    >>> meta = export_wsol(camkit.data.Shapes("val", length=100), "out/shapes_wsol", "val")
-    >>> ds = WSOLDataset(meta, "out/shapes_wsol/images", size=224)
+    >>> scratch = tempfile.TemporaryDirectory()
+    >>> out = scratch.name + "/shapes_wsol"
+    >>> meta = export_wsol(Shapes("val", length=4), out, "val")
+    >>> ds = WSOLDataset(meta, out + "/images", size=224)
     >>> item = ds[0]   # image (3, 224, 224), label, boxes (N, 4), image_id, ok, error
+    >>> item["image"].shape, item["ok"]
+    (torch.Size([3, 224, 224]), True)
+    >>> scratch.cleanup()
 """
 from __future__ import annotations
 

@@ -1,10 +1,14 @@
 """Weakly-supervised localization: boxes and masks from maps, box IoU, and WSOL metrics.
 
-    >>> import camkit
-    >>> camkit.localize.boxes(maps, threshold=0.2)           # (..., 4) largest component's box
-    >>> camkit.localize.iou([[1, 2, 5, 6]], [[3, 1, 4, 5]])   # tensor([[8/27]])
-    >>> acc = camkit.localize.BoxAccuracy(protocol="wsolevaluation")
-    >>> acc.update(maps, gt_boxes); acc.result()["max_box_acc_v2"]
+    >>> import torch, camkit
+    >>> maps = torch.zeros(1, 1, 8, 8); maps[0, 0, 2:5, 3:7] = 1.0    # (B, K, H, W)
+    >>> camkit.localize.boxes(maps, threshold=0.2)           # (B, K, 4) largest component's box
+    tensor([[[3, 2, 6, 4]]])
+    >>> camkit.localize.iou([[1, 2, 5, 6]], [[3, 1, 4, 5]])   # 8/27
+    tensor([[0.2963]], dtype=torch.float64)
+    >>> acc = camkit.localize.BoxAccuracy()                  # protocol="wsolevaluation": 224² maps
+    >>> acc.update(maps, [[[3, 2, 6, 4]]]); acc.result()["max_box_acc_v2"]
+    100.0
 
 Boxes are ``x0, y0, x1, y1`` in inclusive pixel coordinates (IoU with the +1 convention).
 Metrics keep additive counts: ``merge`` them across batches or processes.

@@ -87,8 +87,13 @@ class AugmentedGradCAM(Method):
     where larger passes run slower per image).  Targets must be classes
     (``None``, ints, ``top_k``).
 
-    >>> e = camkit.explain(model, images, method="augmented-gradcam", L=32)  # doctest: +SKIP
+    >>> import torch, camkit
+    >>> from camkit.data import Shapes
+    >>> model = camkit.models.pretrained("nin-shapes")            # shipped: 16×16 maps of 64² images
+    >>> images = torch.stack([Shapes("val", size=64, length=2)[i]["image"] for i in range(2)])
+    >>> e = camkit.explain(model, images, method="augmented-gradcam", L=8)
     >>> e.raw.shape   # (B, K, H, W): the super-resolved maps, at the input size
+    torch.Size([2, 1, 64, 64])
     """
 
     def __init__(
