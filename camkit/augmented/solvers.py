@@ -205,11 +205,12 @@ def superresolve(
     ``[0, 1]``).  Starts from ``h = 0``.  ``solver``: ``"accelerated"`` (default), ``"primal-dual"``
     or ``"subgradient"`` (the paper's); ``iters`` defaults to ``DEFAULT_ITERS[solver]``; ``step``
     scales each solver's step (default 1); ``inner``: dual iterations of the accelerated solver's
-    TV step (default 40).  ``tol > 0`` stops once every map's best objective fell by less than
-    ``tol`` (relative) over the last 5 iterations (default ``DEFAULT_TOL[solver]``: ``1e-3`` for
-    the accelerated solver, 0 — run all ``iters`` — for the others).  Forward model: ``weights`` ``(L, h, w)`` or
-    ``(B, L, h, w)`` weigh each view cell in the data term (e.g. ``ForwardModel.coverage``: views
-    count only where the copy saw the image); ``padding``, ``downsample`` and ``blur`` as in
+    TV step (default 40).  ``tol > 0`` freezes a map once its best objective fell by less than
+    ``tol`` (relative) over the last 5 iterations, and stops when every map is frozen (default
+    ``DEFAULT_TOL[solver]``: ``1e-3`` for the accelerated solver, 0 — run all ``iters`` — for the
+    others).  Forward model: ``weights`` ``(L, h, w)`` or ``(B, L, h, w)`` weigh each view cell in
+    the data term (e.g. ``ForwardModel.coverage``: views count only where the copy saw the
+    image); ``padding``, ``downsample`` and ``blur`` as in
     :class:`~camkit.augmented.operators.ForwardModel`.  Runs on the device of ``cams``, all maps
     in one tensor.  Returns a :class:`SuperResolution` (``maps, history = ...`` unpacks).
 
