@@ -30,6 +30,7 @@ from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
 from camkit.methods.augmented import BLUR_CELLS, LAM_TV_PER_COPY, AugmentedGradCAM
+from camkit.models.zoo import training_size
 from camkit.io import write_json
 
 
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = camkit.models.pretrained(args.model)
-    size = int(model.meta["image_size"])
+    size = training_size(model) or 64
     data = Shapes(args.split, size=size, length=args.images)
     items = [data[i] for i in range(len(data))]
     labels = torch.tensor([item["label"] for item in items])

@@ -24,6 +24,7 @@ import torch
 import camkit
 from camkit.data import Shapes
 from camkit.localize.metrics import BoxAccuracy, LocalizationAccuracy, PxAP
+from camkit.models.zoo import training_size
 from camkit.io import write_json
 
 #: name -> (method, options); ``L`` is added to every augmented row.
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     report = {"args": vars(args)}
     for name in args.models.split(","):
         model = camkit.models.pretrained(name)
-        size = int(model.meta.get("image_size", 64))
+        size = training_size(model) or 64
         data = Shapes("val", size=size, length=args.images)
         items = [data[i] for i in range(len(data))]
         print(f"\n{name}: {args.images} val images of {size}², L = {args.L}, threads {torch.get_num_threads()}")
