@@ -167,7 +167,8 @@ def training_size(model: nn.Module) -> int | None:
 
 
 def pretrained(name: str = "nin-shapes") -> nn.Module:
-    """A model shipped inside camkit, in eval mode, with ``class_names`` and ``meta["image_size"]``.
+    """A model shipped inside camkit, in eval mode, with ``class_names`` and ``meta`` (the side it was
+    trained at: :func:`training_size`).
 
     ``"nin-shapes"``: a NiN-GAP trained on :class:`camkit.data.Shapes` (64×64, 12 classes), 16×16
     maps.  ``"coarsenet-shapes"``: a :class:`CoarseNet` (patch stem + VGG blocks + GAP) trained on
