@@ -224,6 +224,8 @@ def test_best_iou_per_image_and_per_row():
     rows = np.array([[5, 0, 9, 9], [0, 0, 9, 9], list(EMPTY_BOX)])
     np.testing.assert_array_equal(best_iou(rows, gt, image=[0, 1, 1]), [0.5, 0.5, 0.0])
     assert best_iou(boxes[:, 0], [gt[0], np.zeros((0, 4))]).tolist() == [1.0, 0.0]
+    with pytest.raises(InputError, match="last axis of 4, got shape"):
+        best_iou(np.zeros((2, 5)), gt)        # 10 numbers: not boxes, whatever reshape would allow
 
 
 def test_one_box_validator_for_scoring_and_drawing():

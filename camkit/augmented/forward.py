@@ -229,8 +229,8 @@ class ForwardModel:
         """``‖W^½ P‖₂²`` (``W`` = diag(``weights``), ``(L·h·w, C)``: one weighting per column, or None),
         the largest over the columns, by power iteration on ``Pᵀ W P`` from a constant start (a
         non-negative operator: its top eigenvector is non-negative, so the start is never orthogonal
-        to it), at most ``max(weights)·``:meth:`norm_bound`.  Power iteration approaches the norm from below; callers
-        needing an upper bound add a margin.  Cached per weighting: it costs ``iters`` products.
+        to it), at most ``max(weights)·``:meth:`norm_bound`.  Power iteration approaches the norm from
+        below; callers needing an upper bound add a margin.  Cached per weighting: it costs ``iters`` products.
 
         The Schur bound alone is loose by ~40× under ``padding="border"``: the frame's edge pixels
         feed every padded pixel of the copies, so their column sums are large while the image's
@@ -243,10 +243,10 @@ class ForwardModel:
             for _ in range(iters):
                 v = v / v.norm(dim=0).clamp_min(torch.finfo(self.dtype).tiny)
                 views = self.forward(v)
+                weighted = views if weights is None else weights * views
                 # Rayleigh quotient vᵀPᵀWPv of the unit v: a lower bound of the top eigenvalue
-                estimate = torch.maximum(estimate, (views.square() if weights is None else
-                                                    weights * views.square()).sum(0).double().cpu())
-                v = self.adjoint(views if weights is None else weights * views)
+                estimate = torch.maximum(estimate, (views * weighted).sum(0).double().cpu())
+                v = self.adjoint(weighted)
             top = 1.0 if weights is None else float(weights.max()) if weights.numel() else 0.0
             self._squared_norms[key] = min(float(estimate.max()), top * self.norm_bound())
         return self._squared_norms[key]

@@ -229,7 +229,10 @@ def best_iou(boxes, gt_boxes: Sequence, image=None) -> np.ndarray:
     ``gt_boxes``: one ``(N_i, 4)`` set per image.  ``boxes``: ``(B, ..., 4)``, image ``i``'s boxes at
     ``boxes[i]`` → ``(B, ...)``; or, with ``image`` ``(R,)``, rows ``(R, 4)`` of images ``image[r]`` → ``(R,)``.
     """
-    boxes = box_array(_numpy(boxes).reshape(-1, 4), "boxes").reshape(_numpy(boxes).shape)
+    boxes = _numpy(boxes)
+    if boxes.shape[-1:] != (4,):
+        raise InputError(f"boxes must have a last axis of 4, got shape {boxes.shape}")
+    boxes = box_array(boxes.reshape(-1, 4), "boxes").reshape(boxes.shape)
     gt = ground_truth(gt_boxes)
     if image is None and boxes.shape[0] != gt.shape[0]:
         raise InputError(f"boxes {boxes.shape} need one ground-truth set per image ({gt.shape[0]} given)")
