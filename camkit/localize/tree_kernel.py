@@ -208,6 +208,12 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
             flags[x] = (before & (after ^ 1)) | ((after & (before ^ 1)) << 1)
         flags[0] = 1 | (flags[0] & 2)
         row_first[y] = n
+        # Every pixel's hill: the hill starts (bit 0) counted from the left.
+        h = n - 1
+        hills_row = hill_map[(y + 1) * pw + 1:(y + 2) * pw - 1]
+        for x in range(width):
+            h += flags[x] & 1
+            hills_row[x] = h
         h = n - 1
         for w in range(words.size):  # the few flagged pixels: the lowest nonzero byte of each word
             word = words[w]
@@ -229,8 +235,6 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
             hill_x1[h] = x1
             hill_y[h] = y
             peak_level[h] = row[peak_x[h] + 1]
-            for i in range(np.uint64((y + 1) * pw + hill_x0[h] + 1), np.uint64((y + 1) * pw + x1 + 2)):
-                hill_map[i] = h  # unsigned indices: no test for negative ones
     row_first[height] = n
     return n
 
