@@ -11,6 +11,11 @@ class InputError(CamkitError, ValueError):
     """The images, targets or options given are malformed (shape, dtype, NaN, range …)."""
 
 
+class ImageFileError(InputError):
+    """An image file cannot be read: missing, not an image, broken, of an unsupported pixel format,
+    or larger than the pixel limit."""
+
+
 class LayerError(CamkitError, ValueError):
     """A layer spec names no module, the input never reaches it, or its output is not spatial."""
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from camkit.errors import InputError
+from camkit.errors import ImageFileError, InputError
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "find_images", "read_image", "image_size", "output_names",
            "check_spares_inputs"]
@@ -83,20 +83,20 @@ def _is_image_name(path: Path) -> bool:
 def _open(path: str | os.PathLike, max_pixels: int) -> Image.Image:
     """Open ``path`` lazily (nothing decoded yet), refusing images of more than ``max_pixels``."""
     if not Path(path).is_file():
-        raise InputError(f"image not found: {os.fspath(path)}")
+        raise ImageFileError(f"image not found: {os.fspath(path)}")
     try:
         with warnings.catch_warnings():
             # Pillow warns past its limit and raises past twice it; camkit's own limit decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except Image.DecompressionBombError as error:
-        raise InputError(f"refusing {os.fspath(path)}: {error}") from None
+        raise ImageFileError(f"refusing {os.fspath(path)}: {error}") from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise InputError(f"cannot read image {os.fspath(path)}: {error}") from None
+        raise ImageFileError(f"cannot read image {os.fspath(path)}: {error}") from None
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise InputError(f"refusing {os.fspath(path)}: {width}×{height} = {width * height:,} pixels is more "
+        raise ImageFileError(f"refusing {os.fspath(path)}: {width}×{height} = {width * height:,} pixels is more "
                          f"than the {max_pixels:,} allowed (a decompression bomb?); raise the limit "
                          "(--max-pixels) only for a file you trust")
     return image
@@ -117,16 +117,16 @@ def image_size(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> tuple[i
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS,
                background: Sequence[float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
     """Decode an image file to ``(3, H, W)`` float32 RGB in [0, 1] at its own size (see the module
-    docstring for orientation, 16-bit, palette and alpha); :class:`InputError` names the file when
-    it cannot be read or is larger than ``max_pixels``."""
+    docstring for orientation, 16-bit, palette and alpha); :class:`~camkit.errors.ImageFileError` (an
+    :class:`InputError`) names the file when it cannot be read or is larger than ``max_pixels``."""
     try:
         with _open(path, max_pixels) as image:
             oriented = ImageOps.exif_transpose(image)
             rgb = _rgb(oriented, np.asarray(background, dtype=np.float32).reshape(-1)[:3], os.fspath(path))
     except (OSError, ValueError, SyntaxError) as error:
-        if isinstance(error, InputError):
+        if isinstance(error, InputError):  # ImageFileError from _open or _rgb
             raise
-        raise InputError(f"cannot read image {os.fspath(path)}: {error}") from None
+        raise ImageFileError(f"cannot read image {os.fspath(path)}: {error}") from None
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
@@ -136,13 +136,13 @@ def _rgb(image: Image.Image, background: np.ndarray, name: str) -> np.ndarray:
     if mode.startswith("I;16") or mode == "I":
         gray = np.asarray(image).astype(np.float32)
         if gray.min(initial=0) < 0 or gray.max(initial=0) > 65535:
-            raise InputError(f"cannot read image {name}: 32-bit integer pixels (up to {gray.max():.0f}) "
+            raise ImageFileError(f"cannot read image {name}: 32-bit integer pixels (up to {gray.max():.0f}) "
                              "have no known white level; save it as 8- or 16-bit")
         return np.repeat((gray / 65535.0)[..., None], 3, axis=2)
     if mode == "F":
         gray = np.asarray(image).astype(np.float32)
         if not np.isfinite(gray).all() or gray.min(initial=0) < 0 or gray.max(initial=0) > 1:
-            raise InputError(f"cannot read image {name}: floating-point pixels must lie in [0, 1]")
+            raise ImageFileError(f"cannot read image {name}: floating-point pixels must lie in [0, 1]")
         return np.repeat(gray[..., None], 3, axis=2)
     if "A" in mode or "a" in mode or "transparency" in image.info:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camkit.errors import CamkitError, InputError, one_line
+from camkit.errors import CamkitError, ImageFileError, InputError, one_line
 from camkit.explainer import Explainer
 from camkit.imagefiles import MAX_PIXELS, image_size, read_image
 from camkit.layers import LayerSpec
@@ -173,10 +173,22 @@ def _target_list(targets: int | Sequence[int] | torch.Tensor | None, count: int)
     return list(values)
 
 
-def _plan(sizes: Sequence[Geometry], batch_size: int) -> list[list[int]]:
+def _unless_unreadable(skipped: list[tuple[int, str]] | None, index: int, image: ImageInput, read, max_pixels: int):
+    """``read(image, max_pixels)``; ``None`` with ``(index, message)`` appended to ``skipped`` when
+    a file cannot be read and ``skipped`` is a list."""
+    try:
+        return read(image, max_pixels)
+    except ImageFileError as error:
+        if skipped is None:
+            raise
+        skipped.append((index, str(error)))
+        return None
+
+
+def _plan(sizes: dict[int, Geometry], batch_size: int) -> list[list[int]]:
     """Batches of image indices sharing one resized shape, groups in order of first appearance."""
     groups: dict[tuple[int, int], list[int]] = {}
-    for index, geometry in enumerate(sizes):
+    for index, geometry in sizes.items():
         groups.setdefault(geometry.resized, []).append(index)
     return [members[start:start + batch_size] for members in groups.values()
             for start in range(0, len(members), batch_size)]
@@ -187,7 +199,7 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
                 top_k: int | None = None, threshold: float = 0.2, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None, batch_size: int = 8, max_side: int | None = None,
                 max_pixels: int = MAX_PIXELS, device: str | torch.device | None = None, progress: bool = False,
-                square: bool = False, **options) -> Iterator[Photo]:
+                square: bool = False, skipped: list[tuple[int, str]] | None = None, **options) -> Iterator[Photo]:
     """Explain ``images`` (paths, or ``(3, H, W)`` tensors in [0, 1], of any sizes) at their own
     geometry; yield a :class:`Photo` per image as its batch finishes (batches of one resized shape:
     sort by ``photo.index`` for input order).  Only one batch of decoded images is held at a time.
@@ -201,6 +213,10 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     input size (ViT); maps and boxes still come back in each image's own pixels.  A model that
     fails on an image's own aspect raises :class:`InputError` saying so.
     Every file's header is read before any work, so a missing or oversized image fails at once.
+    ``skipped``: a list; a file that cannot be read (missing, not an image, broken, more than
+    ``max_pixels``) is then appended to it as ``(index, message)`` and left out, instead of raising
+    :class:`~camkit.errors.ImageFileError` (the others are explained as usual; if none can be read,
+    it raises :class:`InputError`).
     """
     side = size if size is not None else (training_size(model) or DEFAULT_SIZE)
     if not isinstance(side, int) or side < 1:
@@ -214,7 +230,13 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     images = list(images)
     if not images:
         raise InputError("no images given")
-    geometries = [Geometry.of(_original_size(image, max_pixels), side, max_side, square) for image in images]
+    geometries = {}
+    for index, image in enumerate(images):
+        original_size = _unless_unreadable(skipped, index, image, _original_size, max_pixels)
+        if original_size is not None:
+            geometries[index] = Geometry.of(original_size, side, max_side, square)
+    if not geometries:
+        raise InputError(_none_readable(images, skipped))
     wanted = _target_list(targets, len(images))
     chosen = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
@@ -224,16 +246,24 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(images), unit="img", desc="explain", file=sys.stderr)
+        bar = tqdm(total=len(geometries), unit="img", desc="explain", file=sys.stderr)
+    explained = 0
     try:
         with explainer:
-            for number, batch in enumerate(_plan(geometries, batch_size)):
-                network, shown = [], []
-                for i in batch:  # one decoded original in memory at a time (a photo may be 80 MP)
-                    original = _decoded(images[i], max_pixels)
+            for planned in _plan(geometries, batch_size):
+                batch, network, shown = [], [], []
+                for i in planned:  # one decoded original in memory at a time (a photo may be 80 MP)
+                    original = _unless_unreadable(skipped, i, images[i], _decoded, max_pixels)
+                    if original is None:
+                        continue
+                    batch.append(i)
                     network.append(resize_image(original, geometries[i].resized))
                     shown.append(resize_image(original, geometries[i].display))
                     del original
+                if bar is not None:
+                    bar.update(len(planned) - len(batch))
+                if not batch:
+                    continue
                 inputs = torch.stack(network).to(chosen)
                 if standardize is not None:
                     inputs = standardize(inputs)
@@ -250,17 +280,25 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
                     raise InputError(f"the model failed on a {height}×{width} input ({one_line(error)}); "
                                      "if it takes only square inputs of one size, pass square=True "
                                      "(--square)") from error
-                if number == 0 and layer is None:  # the layer found on the first shape serves every shape
+                if explained == 0 and layer is None:  # the layer found on the first shape serves every shape
                     names = list(explanation.layers)
                     explainer = Explainer(model, method=method, layer=names[0] if len(names) == 1 else names,
                                           **options)
                 for j, (index, image) in enumerate(zip(batch, shown, strict=True)):
                     yield _photo(index, images[index], geometries[index], image, explanation, j, threshold)
+                explained += len(batch)
                 if bar is not None:
                     bar.update(len(batch))
     finally:
         if bar is not None:
             bar.close()
+    if explained == 0:
+        raise InputError(_none_readable(images, skipped))
+
+
+def _none_readable(images: list, skipped: list[tuple[int, str]] | None) -> str:
+    first = skipped[0][1] if skipped else "?"
+    return f"none of the {len(images)} images can be read (the first: {first})"
 
 
 def _photo(index: int, source: ImageInput, geometry: Geometry, shown: torch.Tensor, explanation, j: int,

@@ -308,3 +308,43 @@ def test_model_help_lists_every_shipped_model():
     for command in ("explain", "bench"):
         text = " ".join(run_cli(command, "--help").stdout.split())
         assert all(name in text for name in SHIPPED), text
+
+
+def test_explain_stops_on_an_unreadable_file_or_skips_and_names_it(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for name in ("a.png", "sub/c.png"):
+        Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(photos / name)
+    (photos / "b.png").write_bytes(b"not an image")
+    Image.fromarray((rng.random((40, 52, 3)) * 255).astype(np.uint8)).save(photos / "cut.jpg", quality=90)
+    data = (photos / "cut.jpg").read_bytes()
+    (photos / "cut.jpg").write_bytes(data[:len(data) // 2])     # its header reads, its pixels do not
+    before = {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()}
+
+    code, err = one_line_error(capsys, "explain", photos, "--out", tmp_path / "stopped", "--quiet")
+    assert code == 2 and len(err) == 1 and "b.png" in err[0] and "--skip-unreadable" in err[0], err
+    assert not (tmp_path / "stopped").exists()                  # headers are read before any work
+
+    code, err = one_line_error(capsys, "explain", photos / "a.png", photos / "cut.jpg", "--batch-size", "1",
+                               "--out", tmp_path / "partly", "--quiet")
+    assert code == 2 and len(err) == 1 and "cut.jpg" in err[0], err
+    assert "1 explained before it left overlays" in err[0] and not (tmp_path / "partly" / "explanations.json").exists()
+
+    out = tmp_path / "out"
+    assert main(["explain", str(photos), "--skip-unreadable", "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 unreadable files" in captured.out
+    assert [line.split(":")[0] for line in captured.err.strip().splitlines()] == ["skipped", "skipped"]
+    summary = json.loads((out / "explanations.json").read_text())
+    assert [Path(r["image"]).name for r in summary["images"]] == ["a.png", "c.png"]
+    assert [Path(s["image"]).name for s in summary["skipped"]] == ["b.png", "cut.jpg"]    # input order
+    assert "truncated" in summary["skipped"][1]["error"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "sub/c.png"]
+    # the overlays of the readable images are those of a run without the broken files
+    clean = tmp_path / "clean"
+    assert main(["explain", str(photos / "a.png"), str(photos / "sub" / "c.png"), "--out", str(clean), "--quiet"]) == 0
+    capsys.readouterr()
+    assert [r["boxes"] for r in json.loads((clean / "explanations.json").read_text())["images"]] == \
+        [r["boxes"] for r in summary["images"]]
+    assert {p: p.read_bytes() for p in photos.rglob("*") if p.is_file()} == before      # inputs untouched

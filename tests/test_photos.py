@@ -161,3 +161,39 @@ def test_a_model_of_one_input_size_is_named_and_runs_square():
                                             align_corners=False).clamp(0, 1))
     torch.testing.assert_close(photo.maps, camkit.maps.normalize_maps(
         camkit.maps.resize_maps(e.raw[0], (20, 50))), atol=1e-6, rtol=0)
+
+
+def _broken_files(folder):
+    """Two readable PNGs of noise, a file that is not an image and a JPEG cut in half (its header
+    reads, its pixels do not), in the order readable, text, cut JPEG, readable."""
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        Image.fromarray((rng.random((48, 56, 3)) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+    (folder / "not-an-image.png").write_bytes(b"plain text, no pixels")
+    Image.fromarray((rng.random((48, 56, 3)) * 255).astype(np.uint8)).save(folder / "cut.jpg", quality=90)
+    data = (folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    return [folder / "a.png", folder / "not-an-image.png", folder / "cut.jpg", folder / "b.png"]
+
+
+def test_unreadable_files_raise_or_are_skipped_and_named(nin, tmp_path):
+    from camkit.errors import ImageFileError
+
+    paths = _broken_files(tmp_path)
+    with pytest.raises(ImageFileError, match="not-an-image.png"):    # the header pass: before any work
+        explain_photos(nin, paths)
+    with pytest.raises(ImageFileError, match="cut.jpg"):             # the header reads; decoding fails
+        explain_photos(nin, [paths[0], paths[2]])
+    skipped: list = []
+    photos = explain_photos(nin, paths, skipped=skipped, batch_size=8)
+    assert [p.index for p in photos] == [0, 3]
+    assert [index for index, _ in sorted(skipped)] == [1, 2]
+    assert all(str(paths[index]) in message for index, message in skipped)
+    # the readable images come out exactly as when explained alone (the cut one shared their batch)
+    alone = explain_photos(nin, [paths[0], paths[3]], batch_size=8)
+    for a, b in zip(photos, alone, strict=True):
+        assert torch.equal(a.maps, b.maps) and torch.equal(a.boxes, b.boxes) and torch.equal(a.classes, b.classes)
+    with pytest.raises(InputError, match="none of the 2 images can be read"):
+        explain_photos(nin, paths[1:3], skipped=[])
+    with pytest.raises(InputError, match=r"\(3, H, W\)"):             # a tensor's error is never skipped
+        explain_photos(nin, [torch.rand(1, 3, 8, 8), paths[0]], skipped=[])

@@ -3,6 +3,7 @@ boxes in each image's own pixels (:mod:`camkit.photos`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from camkit.cli.common import add_common, add_standardize, add_trust, device, integer, key_value, real, shipped_models
@@ -50,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "always in the original pixels)")
     p.add_argument("--max-pixels", type=integer(1), default=None,
                    help="refuse images with more pixels (default: Pillow's limit, 89478485)")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="leave out image files that cannot be read (missing, broken, not images, over "
+                        "--max-pixels), each named on stderr and in explanations.json, instead of stopping")
     p.add_argument("--out", default="camkit-explain", help="output folder (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p)
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from camkit import methods
-    from camkit.errors import InputError
+    from camkit.errors import ImageFileError, InputError
     from camkit.imagefiles import MAX_PIXELS, check_spares_inputs, find_images, output_names
     from camkit.io import output_folder, write_json
     from camkit.models.spec import load_model, preprocessing
@@ -89,38 +93,50 @@ def run(args: argparse.Namespace) -> int:
     max_pixels = args.max_pixels or MAX_PIXELS
     records: dict[int, dict] = {}
     layers: tuple[str, ...] = ()
-    for photo in iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
-                             top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
-                             batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
-                             device=chosen, progress=not args.quiet, square=args.square, **options):
-        layers = photo.layers
-        names = [_class_name(c, class_names) for c in photo.classes.tolist()]
-        _write_overlays(photo, names, overlays[photo.index])
-        records[photo.index] = {
-            "image": str(paths[photo.index]),
-            "overlays": [str(p) for p in overlays[photo.index]],
-            **photo.geometry.to_json(),
-            "classes": photo.classes.tolist(),
-            "class_names": names,
-            "scores": photo.scores.tolist(),
-            "probs": photo.probs.tolist(),
-            "boxes": photo.boxes.tolist(),
-        }
+    skipped: list[tuple[int, str]] | None = [] if args.skip_unreadable else None
+    photos = iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
+                         top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
+                         batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
+                         device=chosen, progress=not args.quiet, square=args.square, skipped=skipped, **options)
+    try:
+        for photo in photos:
+            layers = photo.layers
+            names = [_class_name(c, class_names) for c in photo.classes.tolist()]
+            _write_overlays(photo, names, overlays[photo.index])
+            records[photo.index] = {
+                "image": str(paths[photo.index]),
+                "overlays": [str(p) for p in overlays[photo.index]],
+                **photo.geometry.to_json(),
+                "classes": photo.classes.tolist(),
+                "class_names": names,
+                "scores": photo.scores.tolist(),
+                "probs": photo.probs.tolist(),
+                "boxes": photo.boxes.tolist(),
+            }
+    except ImageFileError as error:
+        done = (f"; {len(records)} explained before it left overlays in {out}/ but no explanations.json"
+                if records else "")
+        raise ImageFileError(f"{error}{done} (--skip-unreadable leaves such files out)") from None
     ordered = [records[index] for index in sorted(records)]
+    left_out = [{"image": str(paths[index]), "error": message} for index, message in sorted(skipped or [])]
     summary = {"model": args.model, "weights": args.weights, "method": args.method, "options": options,
                "layers": list(layers),
                "threshold": args.threshold, "shorter_side": prep.size, "shorter_side_from": prep.source,
                "square": args.square,
                "mean": prep.mean, "std": prep.std, "max_side": args.max_side, "boxes": "x0, y0, x1, y1 "
-               "inclusive, in each image's own pixels", "images": ordered}
+               "inclusive, in each image's own pixels", "images": ordered, "skipped": left_out}
     write_json(out / "explanations.json", summary, allow_nan=True)  # probs are NaN for non-classifiers
     for record in ordered:
         width, height = record["size"]
         print(f"{record['image']} ({width}×{height}): " + ", ".join(
             f"{name} ({score:.2f}) box {box}"
             for name, score, box in zip(record["class_names"], record["scores"], record["boxes"], strict=True)))
-    print(f"wrote {sum(len(r['overlays']) for r in ordered)} overlays and explanations.json to {out}/")
+    for entry in left_out:
+        print(f"skipped: {entry['error']}", file=sys.stderr)
+    print(f"wrote {sum(len(r['overlays']) for r in ordered)} overlays and explanations.json to {out}/"
+          + (f"; skipped {len(left_out)} unreadable file{'s' if len(left_out) != 1 else ''}" if left_out else ""))
     return 0
+
 
 
 def _class_name(index: int, class_names) -> str:
