@@ -8,7 +8,8 @@ not tuned on the ``val`` images ``augmented_wsol.py`` reports), it
    PSF widths σ and exponents γ (R² of each);
 2. computes the Grad-CAMs of the ``L`` copies once per padding (``zeros``, ``border``,
    ``reflection``) and super-resolves them under one change of the default forward model or
-   solver at a time (frame mask, padding, area vs bilinear ``D``, blur σ, γ, λ, solve size),
+   solver at a time (frame mask, padding, area vs bilinear ``D``, blur σ, γ, λ, solve size, and
+   the copies' ranges of angles and shifts: which transforms the network's maps follow),
    reporting GT-known Loc at τ = 0.2 and 0.15, MaxBoxAcc, MaxBoxAccV2, PxAP and the solve time.
 
     python benchmarks/augmented_forward_model.py [--model coarsenet-shapes] [--images 160] [--L 32]
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
 
     defaults = AugmentedGradCAM(L=args.L)
     base = dict(frame=defaults.frame, padding=defaults.padding, downsample=defaults.downsample, blur=defaults.blur,
-                gamma=defaults.gamma, lam=1.0, size=None)
+                gamma=defaults.gamma, lam=1.0, size=None, angle=defaults.max_angle, shift=1.0)
     for assignment in filter(None, args.base.split(",")):
         key, value = assignment.split("=")
         base[key] = value if key in ("frame", "padding", "downsample") else float(value)
@@ -121,15 +122,24 @@ def main(argv=None) -> int:
     variants.update({f"lam_tv×{s:g}": {"lam": s} for s in (0.3, 3.0, 10.0) if s != base["lam"]})
     variants["paper (gamma=1, frame=all, lam_tv=0.001·L)"] = {"gamma": 1.0, "frame": "all", "lam": 10.0}
     variants.update({f"size={s}": {"size": s} for s in (56, 112) if s != size})
+    variants.update({f"max_angle={a:g}": {"angle": a} for a in (0.0, 0.25, 1.0) if a != base["angle"]})
+    variants.update({f"max_shift×{s:g}": {"shift": s} for s in (0.5, 2.0) if s != base["shift"]})
     if args.only:
         variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
 
-    stacks: dict[str, torch.Tensor] = {}
+    stacks: dict[tuple, torch.Tensor] = {}
+    default_shift = 30.0 / 224.0 * size
 
-    def copies(padding: str) -> torch.Tensor:
+    def method_for(option: dict) -> AugmentedGradCAM:
+        return AugmentedGradCAM(L=args.L, frame=option["frame"], padding=option["padding"],
+                                downsample=option["downsample"], blur=option["blur"], gamma=option["gamma"],
+                                max_angle=option["angle"], max_shift=option["shift"] * default_shift)
+
+    def copies(option: dict) -> torch.Tensor:
         """Grad-CAMs (B, L, h, w) of the copies of every image, divided by their max."""
-        if padding not in stacks:
-            method = AugmentedGradCAM(L=args.L, padding=padding)
+        key = (option["padding"], option["angle"], option["shift"])
+        if key not in stacks:
+            method = method_for(option)
             parts = []
             layers = resolve_layers(model, "features")
             for i in range(0, len(items), args.batch):
@@ -138,20 +148,21 @@ def main(argv=None) -> int:
                 parts.append(next(iter(method.copy_cams(session, first).values()))[:, 0])
             stack = torch.cat(parts)  # (B, L, h, w)
             peak = stack.amax((-2, -1), keepdim=True)
-            stacks[padding] = torch.where(peak > 0, stack / peak.clamp(min=1e-12), stack)
-        return stacks[padding]
+            stacks[key] = torch.where(peak > 0, stack / peak.clamp(min=1e-12), stack)
+        return stacks[key]
 
-    angles, shifts = defaults.transforms((size, size))
     rows = {}
+    baseline_option = {**base, "padding": "zeros"}
+    angles, shifts = method_for(baseline_option).transforms((size, size))
     for kind in ("single", "avg", "max"):
-        rows[kind] = scores(baseline(copies("zeros"), angles, shifts, (size, size), kind), items)
+        rows[kind] = scores(baseline(copies(baseline_option), angles, shifts, (size, size), kind), items)
     for name, change in variants.items():
         option = {**base, **change}
-        method = AugmentedGradCAM(L=args.L, frame=option["frame"], padding=option["padding"],
-                                  downsample=option["downsample"], blur=option["blur"], gamma=option["gamma"])
+        method = method_for(option)
+        angles, shifts = method.transforms((size, size))
         solve_size = option["size"] or size
         scale = solve_size / size
-        views = copies(option["padding"]) ** option["gamma"]
+        views = copies(option) ** option["gamma"]
         start = time.perf_counter()
         weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)  # coverage only
         sigma = (BLUR_CELLS * solve_size / views.shape[-2] if option["blur"] is None else option["blur"] * scale)
