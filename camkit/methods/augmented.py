@@ -147,7 +147,7 @@ class AugmentedGradCAM(Method):
         self.copies_per_batch = _optional(_positive_int, copies_per_batch, "copies_per_batch")
         self.memory_budget = _optional(_positive_int, memory_budget, "memory_budget")
         # Method declares needs_gradients per class; here it is the base method's (Grad-CAM or CAM).
-        self.needs_gradients = self.base.needs_gradients  # type: ignore[misc]
+        self.needs_gradients = self.base.needs_gradients
 
     def __call__(self, session: Session) -> dict[str, torch.Tensor]:
         """The super-resolved map (or baseline) of every image and class, ``{layer: (B, K, N, M)}``."""
