@@ -26,13 +26,13 @@ import camkit
 from camkit.augmented import area_downsample, baseline, gaussian_kernel, superresolve
 from camkit.augmented.operators import _separable_blur
 from camkit.data import Shapes
+from camkit.io import write_json
 from camkit.layers import resolve_layers
 from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
 from camkit.methods.augmented import BLUR_CELLS, LAM_TV_PER_COPY, AugmentedGradCAM
 from camkit.models.zoo import training_size
-from camkit.io import write_json
 
 
 def scores(maps: torch.Tensor, items: list[dict]) -> dict:

@@ -13,9 +13,9 @@ For L = 100 copies of a 224² image and maps of 14² and 7² (each solver with i
   known high-resolution map the CAMs were made from.
 
 Also the shipped coarse model's cost end to end: augmented with L copies ÷ L single Grad-CAMs
-(``--coarse``: only that; ``--solve-size 112`` solves on 112²).  Times are medians of ``--runs`` runs, on ``--threads`` CPU threads
-(default 1).  ``python benchmarks/augmented_speed.py [--runs 3] [--device cuda] [--coarse]
-[--skip-gradcam] [--json out.json]``.
+(``--coarse``: only that; ``--solve-size 112`` solves on 112²).  Times are medians of ``--runs``
+runs, on ``--threads`` CPU threads (default 1).
+``python benchmarks/augmented_speed.py [--runs 3] [--device cuda] [--coarse] [--skip-gradcam] [--json out.json]``.
 """
 from __future__ import annotations
 

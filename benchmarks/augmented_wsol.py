@@ -23,9 +23,9 @@ import torch
 
 import camkit
 from camkit.data import Shapes
+from camkit.io import write_json
 from camkit.localize.metrics import BoxAccuracy, LocalizationAccuracy, PxAP
 from camkit.models.zoo import training_size
-from camkit.io import write_json
 
 #: name -> (method, options); ``L`` is added to every augmented row.
 VARIANTS: dict[str, tuple[str, dict]] = {

@@ -45,7 +45,8 @@ GRADS = {  # hand gradients ∂S_c/∂A, (C, h, w)
 
 def raw(method, model=None, images=X, layer="conv", targets=(0, 1, 2), **options):
     model = Polynomial() if model is None else model
-    return camkit.explain(model, images, method=method, layer=layer, targets=[list(targets)] * images.shape[0], **options).raw
+    targets = [list(targets)] * images.shape[0]
+    return camkit.explain(model, images, method=method, layer=layer, targets=targets, **options).raw
 
 
 def test_gradcampp_golden_values():
@@ -114,7 +115,8 @@ def test_iscam_golden_values_and_sscam_without_noise_is_scorecam():
 def test_ablationcam_golden_values():
     # logits0 = mean A0 + 2 mean A1 + .5 = 4;  zeroing A0 → 2.5,  zeroing A1 → 2;  w = (4 − S^(k)) / 4
     e = camkit.explain(TinyGAP(), X, method="ablationcam", layer="relu", targets=0)
-    torch.testing.assert_close(e.raw[0, 0], 0.375 * torch.tensor([[1.0, 2.0], [3.0, 0.0]]) + 0.5 * torch.tensor([[0.0, 0.0], [0.0, 4.0]]))
+    torch.testing.assert_close(e.raw[0, 0], 0.375 * torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+                               + 0.5 * torch.tensor([[0.0, 0.0], [0.0, 4.0]]))
 
 
 class RankOne(nn.Module):
@@ -182,7 +184,8 @@ def test_exact_relations_on_a_gap_linear_network():
     g = fc[classes] / (h * w)  # (B, K, C)
     total = acts.sum((2, 3))[:, None]
     weights = torch.relu(g) * (h * w) * g**2 / (2 * g**2 + total * g**3 + 1e-6)  # 1e-6: the peers' ε
-    torch.testing.assert_close(maps["gradcam++"], torch.relu(torch.einsum("bkc,bchw->bkhw", weights, acts)), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(maps["gradcam++"], torch.relu(torch.einsum("bkc,bchw->bkhw", weights, acts)),
+                               rtol=1e-4, atol=1e-6)
     eigen = camkit.explain(model, images, method="gradcam", top_k=3, smooth="eigen").raw
     torch.testing.assert_close(eigen, maps["eigengradcam"], rtol=1e-4, atol=1e-5)
 
@@ -244,7 +247,8 @@ def test_eigen_smoothing_golden_on_rank_one_and_keeps_identity():
     fc = RankOne().fc.weight.detach()
     e = camkit.explain(RankOne(), X, method="gradcam", layer="conv", targets=0, smooth="eigen")
     v = fc[0] * u / 4  # Grad-CAM weights × u: weighted activations (v_k x)
-    torch.testing.assert_close(e.raw[0, 0], torch.relu(v.sum().sign() * v.norm() * (XX - XX.mean())), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(e.raw[0, 0], torch.relu(v.sum().sign() * v.norm() * (XX - XX.mean())),
+                               rtol=1e-5, atol=1e-5)
     for name in ("scorecam", "cam", "layercam", "smoothgradcam++"):
         method = smoothed(camkit.methods.get(name), ("eigen", "tta"))
         assert method.name == name
@@ -260,7 +264,8 @@ def test_tta_undoes_flips_and_intensities_exactly_on_an_equivariant_model():
     tta.scales, tta.intensities = (1.0,), (0.5, 1.0, 1.5)  # mean intensity 1
     smooth = camkit.explain(model, images, method=tta, layer="relu", top_k=2)
     torch.testing.assert_close(smooth.raw, plain, rtol=1e-5, atol=1e-6)
-    assert smooth.classes.tolist() == camkit.explain(model, images, method="cam", layer="relu", top_k=2).classes.tolist()
+    plain = camkit.explain(model, images, method="cam", layer="relu", top_k=2)
+    assert smooth.classes.tolist() == plain.classes.tolist()
 
 
 def test_tta_with_scales_runs_any_method_and_stays_close():
