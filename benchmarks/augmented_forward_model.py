@@ -23,8 +23,8 @@ import time
 import torch
 
 import camkit
-from camkit.augmented import area_downsample, baseline, gaussian_kernel, superresolve
-from camkit.augmented.operators import _separable_blur
+from camkit.augmented import area_downsample, baseline, superresolve
+from camkit.augmented.operators import GaussianBlur
 from camkit.data import Shapes
 from camkit.io import write_json
 from camkit.layers import resolve_layers
@@ -63,8 +63,8 @@ def response_fit(model, items, labels) -> dict:
     response = [float(cams.reshape(-1)[(cover >= lo) & (cover < lo + 0.2 + 1e-9 * (lo == 0.8))].mean())
                 for lo in (0.0, 0.2, 0.4, 0.6, 0.8)]
     for sigma in (0.0, 4.0, 8.0, 12.0, 16.0, 24.0):
-        blurred = masks if sigma == 0 else _separable_blur(
-            masks.flatten(1).t(), tuple(size), gaussian_kernel(sigma)).t().reshape(masks.shape)
+        blurred = masks if sigma == 0 else GaussianBlur(sigma, (size[0], size[1]), torch.float64)(
+            masks.flatten(1).t()).t().reshape(masks.shape)
         cover = area_downsample(blurred, tuple(low)).reshape(-1)
         design = torch.stack([cover, torch.ones_like(cover)], 1)
         for gamma in (1.0, 1.5, 2.0, 3.0):

@@ -15,17 +15,16 @@ import torch
 from camkit.augmented.operators import (
     DOWNSAMPLINGS,
     PADDINGS,
+    GaussianBlur,
     _check_choice,
     _check_transforms,
     _csr,
     _pad_index,
-    _separable_blur,
     _size2,
     _spmm,
     _taps_1d,
     _transpose_csr,
     downsample_weights,
-    gaussian_kernel,
     warp_coordinates,
 )
 from camkit.errors import InputError
@@ -136,7 +135,7 @@ class ForwardModel:
         self.transposed = _transpose_csr(self.matrix)
         self._coverage: torch.Tensor | None = None
         self._squared_norms: dict[bytes, float] = {}
-        self._kernel = gaussian_kernel(self.blur, dtype).to(self.device) if self.blur > 0 else None
+        self._blur = GaussianBlur(self.blur, self.size, dtype, self.device) if self.blur > 0 else None
 
     def _entries(self, count: int):
         """For every pixel of ``count`` copies: its (≤ 4) rows of ``P`` and the ``D`` weight of each."""
@@ -214,15 +213,15 @@ class ForwardModel:
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         """``(N·M, B) → (L·h·w, B)``: the ``L`` low-resolution views ``D A_l G h`` of each column."""
-        if self._kernel is not None:
-            maps = _separable_blur(maps, self.size, self._kernel)
+        if self._blur is not None:
+            maps = self._blur(maps)
         return _spmm(self.matrix, maps)
 
     def adjoint(self, views: torch.Tensor) -> torch.Tensor:
         """``(L·h·w, B) → (N·M, B)``: ``Σ_l Gᵀ A_lᵀ Dᵀ r_l`` for each column."""
         maps = _spmm(self.transposed, views)
-        if self._kernel is not None:
-            maps = _separable_blur(maps, self.size, self._kernel)
+        if self._blur is not None:
+            maps = self._blur(maps)
         return maps
 
     def squared_norm(self, weights: torch.Tensor | None = None, iters: int = 30) -> float:

@@ -384,7 +384,7 @@ def _subgradient(problem: _Problem, tracker: _Tracker, iters: int, step: float, 
             break
         # sign(d), 0 for |d| at rounding level: keeps tiny float differences between runs over other
         # batches from flipping the TV subgradient (0 is in the subdifferential of |·| at 0).
-        dead = 1e-6 * h.abs().amax(0)                                                        # (B,)
+        dead = 1e-5 * h.abs().amax(0)                                                        # (B,)
         _add_gradient_adjoint(direction.view(n, m, -1), _sign(dy, dead), _sign(dx, dead), alpha=problem.lam_tv)
         if k == 0:
             h.sub_(direction, alpha=step / lipschitz if lipschitz > 0 else step)
