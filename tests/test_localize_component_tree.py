@@ -153,7 +153,8 @@ def test_kept_workspaces_give_the_same_rows_across_shapes_and_threads():
     rng = np.random.default_rng(5)
     batches = [rng.random((3, 19, 23)), rng.random((2, 23, 19)), rng.random((3, 19, 23)) ** 3]
     calls = [(maps, args) for maps in batches
-             for args in (("uint8", 256, 8, False), ("uint8_complement", 255, 4, True), ("levels", 1, 8, False))]
+             for args in (("uint8", 256, 8, False), ("uint8_complement", 255, 4, True), ("levels", 1, 8, False),
+                          ("uint8", 256, 8, False, None, True))]
 
     def run(call):
         maps, args = call
@@ -169,6 +170,35 @@ def test_kept_workspaces_give_the_same_rows_across_shapes_and_threads():
         for got, expected in zip(results, expected_results, strict=True):
             for a, b in zip(got, expected, strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_holes_from_one_read_equal_the_complement_swept_on_its_own():
+    """``holes=True`` gives the rows a separate interior-only sweep of the complement gives, for
+    every quantiser and connectivity, and leaves the component rows as they were."""
+    rng = np.random.default_rng(9)
+    yy, xx = np.mgrid[:31, :37]
+    bumps = np.stack([np.sin(yy / f) * np.cos(xx / (f + 1)) for f in (1.5, 2.0, 3.0)])  # basins: holes
+    cases = [("uint8", 256, rng.random((3, 17, 29)) ** 2),
+             ("uint8", 256, (bumps + 1) / 2),
+             ("levels", 7, rng.integers(0, 8, (5, 12, 15)).astype(np.float64)),
+             ("levels", 7, np.stack([m.astype(np.float64) for m in special_maps(13).values()]))]
+    found = 0
+    for levels_from, count, maps in cases:
+        for connectivity in (8, 4):
+            rows, largest, top, hole_rows = sweep_rows(maps, levels_from, count, connectivity, holes=True)
+            alone = sweep_rows(maps, levels_from, count, connectivity)
+            for a, b in zip((rows, largest, top), alone[:3], strict=True):
+                np.testing.assert_array_equal(a, b)
+            assert alone[3].shape == (0, 7)
+            if levels_from == "uint8":
+                complement = sweep_rows(maps, "uint8_complement", count - 1, 4, interior_only=True)[0]
+            else:
+                levels = np.minimum(maps, count)
+                complement = sweep_rows(np.maximum(count - 1 - levels, 0), "levels", count - 1, 4,
+                                        interior_only=True)[0]
+            np.testing.assert_array_equal(hole_rows, complement)
+            found += hole_rows.shape[0]
+    assert found > 100
 
 
 # --- cell_ious: the compiled IoU pass against box_iou on the same boxes -------------------------
@@ -217,8 +247,8 @@ def test_cell_ious_equal_box_iou_on_the_same_boxes(far_corner):
             gt = ground_truth([np.minimum(np.array(gt_boxes), [width - 1, height - 1] * 2)])
             table, _ = sweep(maps, "levels", 7)
             holes, _ = sweep(6 - maps, "levels", 7, connectivity=4, interior_only=True)
-            rows, largest, _ = sweep_rows(maps, "levels", 7)
-            hole_rows, _, _ = sweep_rows(6 - maps, "levels", 7, connectivity=4, interior_only=True)
+            rows, largest, _, _ = sweep_rows(maps, "levels", 7)
+            hole_rows = sweep_rows(6 - maps, "levels", 7, connectivity=4, interior_only=True)[0]
             columns = rng.integers(0, 7, (1, 20))
             for empty_box in (EMPTY_BOX, (0, 0, 0, 0)):
                 for with_holes in (False, True):
@@ -232,7 +262,7 @@ def test_cell_ious_equal_box_iou_on_the_same_boxes(far_corner):
 
 def test_cell_ious_of_an_empty_batch_and_of_maps_without_components():
     gt = ground_truth([np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3]])])
-    rows, largest, _ = sweep_rows(np.zeros((2, 4, 4)), "levels", 3)
+    rows, largest, _, _ = sweep_rows(np.zeros((2, 4, 4)), "levels", 3)
     assert rows.shape == (0, 7)
     largest_iou, best = cell_ious(rows, largest, gt, np.zeros((2, 5), np.int64), (0, 0, 0, 0), (4, 4), True)
     expected = box_iou(np.array([[0, 0, 0, 0]]), gt[:, 0])[:, None]  # the empty box's IoU

@@ -17,7 +17,7 @@ from camkit.errors import InputError
 
 __all__ = ["ComponentTable", "superlevel_components", "sweep", "sweep_rows", "cell_ious"]
 
-_workspaces = threading.local()  # the kernel's scratch arrays, per thread: {(H, W, K, interior_only): int32}
+_workspaces = threading.local()  # the kernel's scratch arrays, per thread: {(H, W, K, interior_only, holes): int32}
 _WORKSPACES = 4  # kept per thread (a metric uses one or two)
 _WORKSPACE_BYTES = 64 << 20  # larger ones (huge level counts) are not kept
 _NO_WORKSPACE = np.zeros(0, np.int32)
@@ -91,7 +91,7 @@ def sweep(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity:
     so that ``m > thresholds[k]`` exactly when ``k < level``).  Levels are made while the maps are
     read, not in passes of their own."""
     batch, height, width = maps.shape
-    rows, largest, top = sweep_rows(maps, levels_from, num_thresholds, connectivity, interior_only, thresholds)
+    rows, largest, top, _ = sweep_rows(maps, levels_from, num_thresholds, connectivity, interior_only, thresholds)
     area = np.zeros(rows.shape[0], np.int64) if interior_only else rows[:, 6].astype(np.int64)
     table = ComponentTable(image=rows[:, 0].astype(np.int64), threshold=rows[:, 1].astype(np.int64),
                            boxes=rows[:, 2:6].astype(np.int64), area=area, largest=largest,
@@ -100,32 +100,38 @@ def sweep(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity:
 
 
 def sweep_rows(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity: int = 8,
-               interior_only: bool = False,
-               thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               interior_only: bool = False, thresholds: np.ndarray | None = None,
+               holes: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sweep` as the kernel writes it: ``rows`` int32 ``(N, 7)`` (image, k, x0, y0, x1, y1,
     pixel count), ``largest`` int64 ``(B, num_thresholds)`` (row of the largest component, -1 for
-    none) and each map's highest level ``(B,)``, for :func:`cell_ious`."""
+    none), each map's highest level ``(B,)`` and ``hole_rows`` ``(M, 7)``, for :func:`cell_ious`.
+
+    ``holes``: ``hole_rows`` are also the holes of the components, from the same read of the maps:
+    the 4-connected components of ``{T - 1 - level > k}`` (``T = num_thresholds``) that do not touch
+    the border, as :func:`sweep_rows` of the complement with ``interior_only`` gives them; without
+    it, ``hole_rows`` is empty."""
     # numba: imported (and the kernel compiled, or loaded from its cache) on first use
     from camkit.localize.tree_kernel import LEVELS, THRESHOLDS, UINT8, UINT8_COMPLEMENT, component_rows
 
     quantisers = {"levels": LEVELS, "uint8": UINT8, "uint8_complement": UINT8_COMPLEMENT, "thresholds": THRESHOLDS}
     batch, height, width = maps.shape
     if maps.size == 0 or num_thresholds == 0:
-        return np.zeros((0, 7), np.int32), np.full((batch, num_thresholds), -1, np.int64), np.zeros(batch, np.int64)
+        return (np.zeros((0, 7), np.int32), np.full((batch, num_thresholds), -1, np.int64), np.zeros(batch, np.int64),
+                np.zeros((0, 7), np.int32))
     # The kernel's scratch is kept per thread and shape: freed and allocated again, its pages would
     # be handed back to the system and faulted in afresh by every call (~15 % of the sweep).
     workspaces = _workspaces.__dict__.setdefault("by_shape", {})
-    key = (height, width, num_thresholds, bool(interior_only))
+    key = (height, width, num_thresholds, bool(interior_only), bool(holes))
     workspace = workspaces.pop(key, _NO_WORKSPACE)  # a call that raises leaves none behind
-    rows, largest, top, workspace = component_rows(
+    rows, largest, top, hole_rows, workspace = component_rows(
         np.ascontiguousarray(maps, dtype=np.float64), quantisers[levels_from],
         np.zeros(0) if thresholds is None else np.ascontiguousarray(thresholds, dtype=np.float64),
-        num_thresholds, connectivity, bool(interior_only), workspace)
+        num_thresholds, connectivity, bool(interior_only), workspace, bool(holes))
     if workspace.nbytes <= _WORKSPACE_BYTES:
         if len(workspaces) >= _WORKSPACES:
             workspaces.pop(next(iter(workspaces)))
         workspaces[key] = workspace
-    return rows, largest, top
+    return rows, largest, top, hole_rows
 
 
 def cell_ious(rows: np.ndarray, largest: np.ndarray, gt: np.ndarray, columns: np.ndarray,
@@ -139,7 +145,7 @@ def cell_ious(rows: np.ndarray, largest: np.ndarray, gt: np.ndarray, columns: np
     :func:`camkit.localize.boxes.ground_truth`; ``columns`` ``(B, T)``: the level ``k`` scored at
     each threshold; ``empty_box``: the box of a level without components; ``shape``: ``(H, W)``;
     ``far_corner``: boxes end one pixel past the component, clipped to the map (wsolevaluation's
-    ``x + w``).  ``hole_rows`` (from :func:`sweep_rows` with ``interior_only``): holes, boxed one
+    ``x + w``).  ``hole_rows`` (from :func:`sweep_rows` with ``holes``): holes, boxed one
     pixel outside on every side, counted at level ``hole_flip - k``."""
     from camkit.localize.tree_kernel import cell_ious as compiled
 

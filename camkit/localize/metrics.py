@@ -290,19 +290,17 @@ class BoxAccuracy(Counts):
         batch, height, width = prepared.shape
         if self.protocol == "camkit":
             # level = #{k : τ_k < m}, so that m > τ_k exactly when k < level
-            rows, largest, _ = sweep_rows(prepared, "thresholds", self.thresholds.size, self.connectivity,
+            rows, largest, _, _ = sweep_rows(prepared, "thresholds", self.thresholds.size, self.connectivity,
                                           thresholds=self.thresholds)
             columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
             return cell_ious(rows, largest, gt, columns, EMPTY_BOX, (height, width))
         # q = uint8(255 m), the reference's map; foreground at τ: q > int(τ · max q)
-        rows, largest, top = sweep_rows(prepared, "uint8", 256, self.connectivity)
+        # OpenCV's contour tree also boxes the border of every hole (all components only): a
+        # 4-connected component of {q <= k} = {255 - q > 254 - k} that does not touch the image
+        # border, traced on the foreground pixels one pixel outside it on every side.
+        rows, largest, top, hole_rows = sweep_rows(prepared, "uint8", 256, self.connectivity,
+                                                   holes=self.all_components)
         columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
-        hole_rows = None
-        if self.all_components:
-            # OpenCV's contour tree also boxes the border of every hole: a 4-connected component
-            # of {q <= k} = {255 - q > 254 - k} that does not touch the image border, traced on
-            # the foreground pixels one pixel outside it on every side.
-            hole_rows, _, _ = sweep_rows(prepared, "uint8_complement", 255, connectivity=4, interior_only=True)
         # The reference's box ends at x + w (one past the region), clipped to the map.
         return cell_ious(rows, largest, gt, columns, _REFERENCE_EMPTY_BOX, (height, width), far_corner=True,
                          hole_rows=hole_rows, hole_flip=254)

@@ -44,7 +44,8 @@ LEVELS, UINT8, UINT8_COMPLEMENT, THRESHOLDS = range(4)
 
 
 @jit
-def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only, workspace):
+def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only, workspace,
+                   holes=False):
     """Every component of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1``.
 
     ``maps``: float64 ``(B, H, W)``, turned into levels by ``quantiser``: :data:`LEVELS` (the
@@ -52,14 +53,17 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     map), :data:`UINT8_COMPLEMENT` (``255 - int(255 m)``) or :data:`THRESHOLDS` (the number of
     ``thresholds``, sorted, strictly below ``m``); levels above ``num_thresholds`` act as it.
     ``connectivity``: 4 or 8; ``interior_only``: only components that do not touch the image
-    border (their pixel counts are not computed).  ``workspace``: int32 scratch returned by an
-    earlier call with the same map size, ``num_thresholds`` and ``interior_only`` (it is left
-    clean), or a smaller array for a fresh one.
+    border (their pixel counts are not computed).  ``holes``: also the holes of every component,
+    from the levels already loaded: the 4-connected components of ``{T - 1 - levels > k}`` (``T`` =
+    ``num_thresholds``) that do not touch the border, i.e. those of ``{levels <= T - 2 - k}``.
+    ``workspace``: int32 scratch returned by an earlier call with the same map size,
+    ``num_thresholds``, ``interior_only`` and ``holes`` (it is left clean), or a smaller array for
+    a fresh one.
 
     Returns ``rows`` int32 ``(N, 7)``: image, k, x0, y0, x1, y1 (inclusive box), pixel count;
     ``largest`` int64 ``(B, num_thresholds)``: the row of the component with the most pixels
     (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level;
-    the workspace used.
+    ``hole_rows`` (empty without ``holes``; pixel counts 0); the workspace used.
     """
     batch, height, width = maps.shape
     top = num_thresholds
@@ -68,8 +72,9 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     most_hills = height * (width // 2 + 1)
     capacity = 3 * most_hills + height
     n_slots = height * width // SLOT_MIN + 1
-    sizes = (2 * (height + 2) * pw, 5 * (most_hills + 1), height + 1, 2 * ((width + 7) // 8), 3 * most_hills,
-             13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
+    n_frames = 3 if holes else 2
+    sizes = (n_frames * (height + 2) * pw, 5 * (most_hills + 1), height + 1, 2 * ((width + 7) // 8),
+             3 * most_hills, 13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
     need = 0
     for size in sizes:
         need += size + (size & 1)  # even offsets: 8-byte aligned views
@@ -77,34 +82,33 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
         # Zeros: the profile slots and the flags' padding must start clean (each call leaves them so).
         workspace = np.zeros(need, np.int32)
     start = 0
-    frames, start = _take(workspace, start, 2 * (height + 2) * pw)
-    q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:]  # q: levels with a frame of -1
-    for i in range(q.size):
-        q[i] = -1
+    frames, start = _take(workspace, start, n_frames * (height + 2) * pw)
+    frames[:] = -1  # the levels (and their complement) with a frame of -1
+    q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:2 * (height + 2) * pw]
+    complement = frames[2 * (height + 2) * pw:]
     hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
     per_hill = hill_block.reshape((5, most_hills + 1))
-    hill_y, hill_x0, hill_x1, peak_level, peak_x = per_hill[0], per_hill[1], per_hill[2], per_hill[3], per_hill[4]
     row_first, start = _take(workspace, start, height + 1)
     flag_words, start = _take(workspace, start, 2 * ((width + 7) // 8))
-    flags = flag_words.view(np.uint8)
     region_block, start = _take(workspace, start, 3 * most_hills)
     per_region = region_block.reshape((3, most_hills))
-    pointer, hill_region, next_hill = per_region[0], per_region[1], per_region[2]
     comp_flat, start = _take(workspace, start, 13 * most_hills)
-    comp = comp_flat.reshape((most_hills, 13))
     edge_block, start = _take(workspace, start, 4 * capacity)
-    per_edge = edge_block.reshape((4, capacity))
-    edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
     bucket, start = _take(workspace, start, top + 2)
     slots, start = _take(workspace, start, n_slots * (width + height + n_levels + 1))
-    col = slots[:n_slots * width].reshape((n_slots, width))
-    rowmax = slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height))
-    hist = slots[n_slots * (width + height):n_slots * (width + height + n_levels)].reshape((n_slots, n_levels))
-    free = slots[n_slots * (width + height + n_levels):]
+    scratch = (hill_map, per_hill, row_first, flag_words.view(np.uint8), per_region,
+               comp_flat.reshape((most_hills, 13)), edge_block.reshape((4, capacity)), bucket,
+               slots[:n_slots * width].reshape((n_slots, width)),
+               slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height)),
+               slots[n_slots * (width + height):n_slots * (width + height + n_levels)].reshape((n_slots, n_levels)),
+               slots[n_slots * (width + height + n_levels):])
+    free = scratch[11]
     for i in range(n_slots):
         free[i] = i
     rows = np.empty((4096, 7), np.int32)
     n_rows = 0
+    hole_rows = np.empty((4096 if holes else 0, 7), np.int32)
+    n_hole_rows = 0
     largest = np.empty((batch, num_thresholds), np.int64)
     for b in range(batch):
         for k in range(num_thresholds):
@@ -113,21 +117,38 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     highest = np.zeros(batch, np.int64)
     for b in range(batch):
         highest[b] = _load(maps[b], quantiser, thresholds, first, top, q)
-        n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map,
-                         flags)
-        n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
-                             peak_x, hill_map, pointer, hill_region, next_hill, comp)
-        n_free = n_slots
-        n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first, hill_region, edge_a, edge_b,
-                         edge_p)
-        _sort_edges(edge_p, n_edges, top, bucket, order)
         first_row = n_rows
-        rows, n_rows, n_free = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
-                                        hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
-                                        n_edges, col, rowmax, hist, free, n_free, rows, n_rows)
+        rows, n_rows = _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scratch, rows, n_rows)
         if not interior_only:
             _largest(rows, first_row, n_rows, largest[b])
-    return rows[:n_rows], largest, highest, workspace
+        if holes:
+            flip = np.int32(top - 1)
+            for y in range(height):
+                inside = np.uint64((y + 1) * pw + 1)  # unsigned indices: no test for negative ones
+                for x in range(inside, inside + np.uint64(width)):
+                    complement[x] = max(flip - q[x], np.int32(0))
+            hole_rows, n_hole_rows = _tree(b, complement, height, width, 4, True, top - 1, 1, scratch, hole_rows,
+                                           n_hole_rows)
+    return rows[:n_rows], largest, highest, hole_rows[:n_hole_rows], workspace
+
+
+@jit
+def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scratch, rows, n_rows):
+    """The rows of image ``b``'s components from its levels ``q`` (framed by -1), appended to
+    ``rows``; ``scratch``: the workspace's arrays (see :func:`component_rows`), left clean."""
+    hill_map, per_hill, row_first, flags, per_region, comp, per_edge, bucket, col, rowmax, hist, free = scratch
+    hill_y, hill_x0, hill_x1, peak_level, peak_x = per_hill[0], per_hill[1], per_hill[2], per_hill[3], per_hill[4]
+    pointer, hill_region, next_hill = per_region[0], per_region[1], per_region[2]
+    edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
+    n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags)
+    n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
+                         peak_x, hill_map, pointer, hill_region, next_hill, comp)
+    n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first, hill_region, edge_a, edge_b, edge_p)
+    _sort_edges(edge_p, n_edges, top, bucket, order)
+    rows, n_rows, _ = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
+                               hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
+                               n_edges, col, rowmax, hist, free, free.size, rows, n_rows)
+    return rows, n_rows
 
 
 @inline
