@@ -282,7 +282,7 @@ class _Tracker:
     were), so that a map's result does not depend on the maps solved beside it; the solver stops
     when every column is frozen."""
 
-    def __init__(self, h, tol, window=TOL_WINDOW):
+    def __init__(self, h: torch.Tensor, tol: float, window: int = TOL_WINDOW) -> None:
         self.best = h.clone()
         self.best_value = torch.full((h.shape[-1],), math.inf, dtype=torch.float64, device=h.device)
         self.frozen = torch.zeros(h.shape[-1], dtype=torch.bool, device=h.device)
