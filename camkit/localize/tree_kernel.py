@@ -83,9 +83,10 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
         workspace = np.zeros(need, np.int32)
     start = 0
     frames, start = _take(workspace, start, n_frames * (height + 2) * pw)
-    frames[:] = -1  # the levels (and their complement) with a frame of -1
     q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:2 * (height + 2) * pw]
     complement = frames[2 * (height + 2) * pw:]
+    q[:] = -1  # the levels (and their complement) with a frame of -1; the hill map needs none
+    complement[:] = -1
     hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
     per_hill = hill_block.reshape((5, most_hills + 1))
     row_first, start = _take(workspace, start, height + 1)
