@@ -138,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def _class_name(index: int, class_names) -> str:
     return class_names[index] if class_names and 0 <= index < len(class_names) else str(index)
 
