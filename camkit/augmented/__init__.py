@@ -33,8 +33,7 @@ from camkit.augmented.synthetic import KnownTruth, known_truth, psnr
 
 __all__ = [
     "BASELINES", "DEFAULT_ITERS", "DEFAULT_TOL", "DOWNSAMPLINGS", "ForwardModel", "GaussianBlur", "KnownTruth",
-    "PADDINGS",
-    "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample",
+    "PADDINGS", "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample",
     "area_downsample_adjoint", "area_weights", "baseline", "downsample_weights", "forward_model",
     "gaussian_kernel", "known_truth", "objective", "psnr", "sample_transforms", "superresolve",
     "warp_coordinates",

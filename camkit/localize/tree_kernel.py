@@ -97,13 +97,13 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     edge_block, start = _take(workspace, start, 4 * capacity)
     bucket, start = _take(workspace, start, top + 2)
     slots, start = _take(workspace, start, n_slots * (width + height + n_levels + 1))
+    free = slots[n_slots * (width + height + n_levels):]
     scratch = (hill_map, per_hill, row_first, flag_words.view(np.uint8), per_region,
                comp_flat.reshape((most_hills, 13)), edge_block.reshape((4, capacity)), bucket,
                slots[:n_slots * width].reshape((n_slots, width)),
                slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height)),
                slots[n_slots * (width + height):n_slots * (width + height + n_levels)].reshape((n_slots, n_levels)),
-               slots[n_slots * (width + height + n_levels):])
-    free = scratch[11]
+               free)
     for i in range(n_slots):
         free[i] = i
     rows = np.empty((4096, 7), np.int32)
@@ -123,11 +123,7 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
         if not interior_only:
             _largest(rows, first_row, n_rows, largest[b])
         if holes:
-            flip = np.int32(top - 1)
-            for y in range(height):
-                inside = np.uint64((y + 1) * pw + 1)  # unsigned indices: no test for negative ones
-                for x in range(inside, inside + np.uint64(width)):
-                    complement[x] = max(flip - q[x], np.int32(0))
+            _complement(q, height, width, top - 1, complement)
             hole_rows, n_hole_rows = _tree(b, complement, height, width, 4, True, top - 1, 1, scratch, hole_rows,
                                            n_hole_rows)
     return rows[:n_rows], largest, highest, hole_rows[:n_hole_rows], workspace
@@ -150,6 +146,17 @@ def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scrat
                                hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
                                n_edges, col, rowmax, hist, free, free.size, rows, n_rows)
     return rows, n_rows
+
+
+@jit
+def _complement(q, height, width, flip, out):
+    """``out = max(flip - q, 0)`` inside the frame (``out``'s frame stays as it is)."""
+    pw = width + 2
+    flip = np.int32(flip)
+    for y in range(height):
+        inside = np.uint64((y + 1) * pw + 1)  # unsigned indices: no test for negative ones
+        for x in range(inside, inside + np.uint64(width)):
+            out[x] = max(flip - q[x], np.int32(0))
 
 
 @inline
