@@ -7,6 +7,7 @@ from scipy import ndimage
 
 from camkit.errors import InputError
 from camkit.localize import EMPTY_BOX, boxes, iou, masks, superlevel_components
+from camkit.localize.boxes import box_array, ground_truth
 
 
 def pyramid(size=21, centre=(10, 10), height=10):
@@ -263,3 +264,34 @@ def test_infinite_maps_are_refused_like_nan(bad):
         masks(torch.from_numpy(m))
     with pytest.raises(InputError, match="NaN"):
         masks(np.full((3, 3), np.nan))
+
+
+def test_ground_truth_checked_all_at_once_equals_set_by_set():
+    """Integer sets in order are validated in one pass; every other input goes set by set.  Both
+    give the same padded ``(B, G, 4)``, and a bad box is still named by its set and row."""
+    rng = np.random.default_rng(5)
+
+    def random_set(n, dtype=np.int64):
+        x0, y0 = rng.integers(0, 50, (2, n))
+        return np.stack([x0, y0, x0 + rng.integers(0, 9, n), y0 + rng.integers(0, 9, n)], 1).astype(dtype)
+
+    def set_by_set(sets):
+        checked = [box_array(s, allow_empty=False) for s in sets]
+        padded = np.tile(np.array(EMPTY_BOX), (len(checked), max(len(s) for s in checked), 1))
+        for i, s in enumerate(checked):
+            padded[i, :len(s)] = s
+        return padded
+
+    cases = [[random_set(1) for _ in range(4)],
+             [random_set(n) for n in (1, 3, 2)],
+             [random_set(2, np.uint8), random_set(2, np.int32)],
+             [random_set(1).astype(np.float64), random_set(2)],  # float: set by set
+             [random_set(2).tolist(), torch.from_numpy(random_set(1))]]
+    for sets in cases:
+        got = ground_truth(sets)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got, set_by_set(sets))
+    bad = [random_set(2), random_set(3)]
+    bad[1][2] = [9, 4, 3, 8]
+    with pytest.raises(InputError, match=r"gt_boxes\[1\]\[2\] = \[9, 4, 3, 8\] is reversed"):
+        ground_truth(bad)

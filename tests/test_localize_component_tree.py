@@ -185,7 +185,7 @@ def test_holes_from_one_read_equal_the_complement_swept_on_its_own():
     found = 0
     for levels_from, count, maps in cases:
         for connectivity in (8, 4):
-            rows, largest, top, hole_rows = sweep_rows(maps, levels_from, count, connectivity, holes=True)
+            rows, largest, top, hole_rows, _ = sweep_rows(maps, levels_from, count, connectivity, holes=True)
             alone = sweep_rows(maps, levels_from, count, connectivity)
             for a, b in zip((rows, largest, top), alone[:3], strict=True):
                 np.testing.assert_array_equal(a, b)
@@ -199,6 +199,38 @@ def test_holes_from_one_read_equal_the_complement_swept_on_its_own():
             np.testing.assert_array_equal(hole_rows, complement)
             found += hole_rows.shape[0]
     assert found > 100
+
+
+def test_normalising_while_reading_equals_prepare_maps_bit_for_bit():
+    """``normalise=True`` gives the rows, levels and holes that the maps ``prepare_maps`` returns
+    give, for raw maps of every kind (offset and scaled, negative, tiny and huge spans, constant,
+    already in [0, 1], holding -0.0), and flags NaN and ±inf maps, which it scores as zeros."""
+    rng = np.random.default_rng(21)
+    raw = [rng.random((13, 17)) * 7 - 3, rng.normal(size=(13, 17)) * 1e-9 + 5, rng.random((13, 17)) * 1e300,
+           np.full((13, 17), 2.5), rng.random((13, 17)), -rng.random((13, 17))]
+    raw[4][0, 0], raw[4][1, 1] = 0.0, 1.0  # already normalised: read as it is
+    raw[5][3, 4] = -0.0
+    maps = np.stack(raw)
+    calls = ((("uint8", 256, 8), {"holes": True}),
+             (("thresholds", 50, 8), {"thresholds": np.linspace(0, 0.98, 50)}),
+             (("uint8_complement", 255, 4), {"interior_only": True}))
+    for args, options in calls:
+        expected = sweep_rows(prepare_maps(maps, "camkit"), *args, **options)
+        got = sweep_rows(maps, *args, **options, normalise=True)
+        for a, b in zip(got[:4], expected[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(got[4], 0)
+        assert got[0].shape[0] > 50
+    broken = np.stack([rng.random((6, 6)) for _ in range(5)])
+    broken[0, 1, 1], broken[1, 2, 2], broken[2, 3, 3] = np.nan, np.inf, -np.inf
+    broken[3, 0, 0], broken[3, 5, 5] = np.inf, np.nan  # NaN wins, as in prepare_maps
+    broken[4].view(np.int64)[2, 2] = np.int64(-1)  # a NaN with the sign bit set
+    rows, largest, top, _, status = sweep_rows(broken, "uint8", 256, normalise=True)
+    assert status.tolist() == [1, 2, 2, 1, 1]
+    assert np.all(top == 0) and np.all(largest == -1) and rows.shape[0] == 0
+    assert component_tree.refused(status[[0, 4]], nan_to_zero=True) is False
+    assert component_tree.refused(status[[0, 4]], nan_to_zero=False) is True
+    assert component_tree.refused(status[[1]], nan_to_zero=True) is True
 
 
 # --- cell_ious: the compiled IoU pass against box_iou on the same boxes -------------------------
@@ -247,7 +279,7 @@ def test_cell_ious_equal_box_iou_on_the_same_boxes(far_corner):
             gt = ground_truth([np.minimum(np.array(gt_boxes), [width - 1, height - 1] * 2)])
             table, _ = sweep(maps, "levels", 7)
             holes, _ = sweep(6 - maps, "levels", 7, connectivity=4, interior_only=True)
-            rows, largest, _, _ = sweep_rows(maps, "levels", 7)
+            rows, largest, _, _, _ = sweep_rows(maps, "levels", 7)
             hole_rows = sweep_rows(6 - maps, "levels", 7, connectivity=4, interior_only=True)[0]
             columns = rng.integers(0, 7, (1, 20))
             for empty_box in (EMPTY_BOX, (0, 0, 0, 0)):
@@ -262,7 +294,7 @@ def test_cell_ious_equal_box_iou_on_the_same_boxes(far_corner):
 
 def test_cell_ious_of_an_empty_batch_and_of_maps_without_components():
     gt = ground_truth([np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3]])])
-    rows, largest, _, _ = sweep_rows(np.zeros((2, 4, 4)), "levels", 3)
+    rows, largest, _, _, _ = sweep_rows(np.zeros((2, 4, 4)), "levels", 3)
     assert rows.shape == (0, 7)
     largest_iou, best = cell_ious(rows, largest, gt, np.zeros((2, 5), np.int64), (0, 0, 0, 0), (4, 4), True)
     expected = box_iou(np.array([[0, 0, 0, 0]]), gt[:, 0])[:, None]  # the empty box's IoU

@@ -343,6 +343,30 @@ def test_nan_maps_become_zeros_under_wsolevaluation():
         prepare_maps(maps, "camkit")
 
 
+@pytest.mark.parametrize("protocol", ["camkit", "wsolevaluation"])
+def test_raw_maps_score_as_their_prepared_maps_and_a_refused_chunk_adds_nothing(protocol):
+    """``update`` normalises while the kernel reads (no pass of its own): raw maps count as their
+    ``prepare_maps`` output does; a bad map in a later chunk refuses the whole batch, named by
+    its index in the batch, and leaves the counts as they were."""
+    maps = 4 * smooth_maps(6, size=24, seed=3) - 1.5
+    gt = [[[4, 4, 15, 18]]] * 6
+    raw, prepared = (BoxAccuracy(TAUS, protocol=protocol, resize=(24, 24), chunk_size=2) for _ in range(2))
+    raw.update(maps, gt)
+    prepared.update(prepare_maps(maps, protocol, (24, 24)), gt)
+    assert torch.equal(raw.counts(), prepared.counts())
+    assert 0 < raw.correct_all.sum() < raw.correct_all.size * 6
+    before = raw.counts().clone()
+    broken = maps.copy()
+    broken[5, 1, 1] = np.inf
+    with pytest.raises(InputError, match=r"maps contain \+inf \(map 5\)"):
+        raw.update(broken, gt)
+    broken[5, 1, 1] = np.nan
+    if protocol == "camkit":
+        with pytest.raises(InputError, match="NaN"):
+            raw.update(broken, gt)
+    assert torch.equal(raw.counts(), before)
+
+
 def test_camkit_protocol_matches_labelling_every_threshold():
     """Fast path vs a straightforward per-threshold reference (scipy.ndimage.label)."""
     maps = smooth_maps(5, size=36, coarse=7, seed=12)

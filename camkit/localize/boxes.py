@@ -242,11 +242,25 @@ def best_iou(boxes, gt_boxes: Sequence, image=None) -> np.ndarray:
 def ground_truth(gt_boxes: Sequence) -> np.ndarray:
     """Validated ground-truth boxes, one ``(N_i, 4)`` set per image (a reversed or empty box is an
     error naming it), as ``(B, G, 4)`` int64 padded with :data:`EMPTY_BOX` (``G = max N_i``)."""
-    gt = [box_array(g, f"gt_boxes[{i}]", allow_empty=False) for i, g in enumerate(gt_boxes)]
-    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), max((g.shape[0] for g in gt), default=0), 1))
+    gt = [_numpy(g) for g in gt_boxes]
+    if not _integer_sets_in_order(gt):  # the per-set checks, for an error naming the box
+        gt = [box_array(g, f"gt_boxes[{i}]", allow_empty=False) for i, g in enumerate(gt)]
+    sizes = {g.shape[0] for g in gt}
+    if len(sizes) == 1:
+        return np.stack(gt).astype(np.int64, copy=False)
+    padded = np.tile(np.array(EMPTY_BOX, np.int64), (len(gt), max(sizes, default=0), 1))
     for i, g in enumerate(gt):
         padded[i, :g.shape[0]] = g
     return padded
+
+
+def _integer_sets_in_order(sets: list[np.ndarray]) -> bool:
+    """Whether every set is an ``(N, 4)`` integer array of boxes with ``x0 <= x1``, ``y0 <= y1``
+    (what :func:`box_array` accepts without change), checked on all sets at once."""
+    if not sets or not all(g.ndim == 2 and g.shape[1] == 4 and g.dtype.kind in "iu" for g in sets):
+        return False
+    every = np.concatenate(sets)
+    return bool(np.all(every[:, 2] >= every[:, 0]) and np.all(every[:, 3] >= every[:, 1]))
 
 
 def padded_best_iou(boxes: np.ndarray, gt: np.ndarray, image=None) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from camkit.errors import InputError
 
-__all__ = ["ComponentTable", "superlevel_components", "sweep", "sweep_rows", "cell_ious"]
+__all__ = ["ComponentTable", "superlevel_components", "sweep", "sweep_rows", "refused", "cell_ious"]
 
 _workspaces = threading.local()  # the kernel's scratch arrays, per thread: {(H, W, K, interior_only, holes): int32}
 _WORKSPACES = 4  # kept per thread (a metric uses one or two)
@@ -91,7 +91,7 @@ def sweep(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity:
     so that ``m > thresholds[k]`` exactly when ``k < level``).  Levels are made while the maps are
     read, not in passes of their own."""
     batch, height, width = maps.shape
-    rows, largest, top, _ = sweep_rows(maps, levels_from, num_thresholds, connectivity, interior_only, thresholds)
+    rows, largest, top, _, _ = sweep_rows(maps, levels_from, num_thresholds, connectivity, interior_only, thresholds)
     area = np.zeros(rows.shape[0], np.int64) if interior_only else rows[:, 6].astype(np.int64)
     table = ComponentTable(image=rows[:, 0].astype(np.int64), threshold=rows[:, 1].astype(np.int64),
                            boxes=rows[:, 2:6].astype(np.int64), area=area, largest=largest,
@@ -101,15 +101,22 @@ def sweep(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity:
 
 def sweep_rows(maps: np.ndarray, levels_from: str, num_thresholds: int, connectivity: int = 8,
                interior_only: bool = False, thresholds: np.ndarray | None = None,
-               holes: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               holes: bool = False, normalise: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sweep` as the kernel writes it: ``rows`` int32 ``(N, 7)`` (image, k, x0, y0, x1, y1,
     pixel count), ``largest`` int64 ``(B, num_thresholds)`` (row of the largest component, -1 for
-    none), each map's highest level ``(B,)`` and ``hole_rows`` ``(M, 7)``, for :func:`cell_ious`.
+    none), each map's highest level ``(B,)`` and ``hole_rows`` ``(M, 7)``, for :func:`cell_ious`,
+    and each map's ``status`` ``(B,)`` int8.
 
     ``holes``: ``hole_rows`` are also the holes of the components, from the same read of the maps:
     the 4-connected components of ``{T - 1 - level > k}`` (``T = num_thresholds``) that do not touch
     the border, as :func:`sweep_rows` of the complement with ``interior_only`` gives them; without
-    it, ``hole_rows`` is empty."""
+    it, ``hole_rows`` is empty.
+
+    ``normalise``: the maps are min-max normalised as the kernel reads them, as
+    :func:`camkit.localize.metrics.prepare_maps` would (bit for bit) but without a pass of its own;
+    a map with NaN or ±inf is scored as zeros and flagged in ``status`` (``tree_kernel.HAS_NAN``,
+    ``HAS_INF``; else ``FINITE``, 0): see :func:`refused`."""
     # numba: imported (and the kernel compiled, or loaded from its cache) on first use
     from camkit.localize.tree_kernel import LEVELS, THRESHOLDS, UINT8, UINT8_COMPLEMENT, component_rows
 
@@ -117,21 +124,29 @@ def sweep_rows(maps: np.ndarray, levels_from: str, num_thresholds: int, connecti
     batch, height, width = maps.shape
     if maps.size == 0 or num_thresholds == 0:
         return (np.zeros((0, 7), np.int32), np.full((batch, num_thresholds), -1, np.int64), np.zeros(batch, np.int64),
-                np.zeros((0, 7), np.int32))
+                np.zeros((0, 7), np.int32), np.zeros(batch, np.int8))
     # The kernel's scratch is kept per thread and shape: freed and allocated again, its pages would
     # be handed back to the system and faulted in afresh by every call (~15 % of the sweep).
     workspaces = _workspaces.__dict__.setdefault("by_shape", {})
     key = (height, width, num_thresholds, bool(interior_only), bool(holes))
     workspace = workspaces.pop(key, _NO_WORKSPACE)  # a call that raises leaves none behind
-    rows, largest, top, hole_rows, workspace = component_rows(
+    rows, largest, top, hole_rows, status, workspace = component_rows(
         np.ascontiguousarray(maps, dtype=np.float64), quantisers[levels_from],
         np.zeros(0) if thresholds is None else np.ascontiguousarray(thresholds, dtype=np.float64),
-        num_thresholds, connectivity, bool(interior_only), workspace, bool(holes))
+        num_thresholds, connectivity, bool(interior_only), workspace, bool(holes), bool(normalise))
     if workspace.nbytes <= _WORKSPACE_BYTES:
         if len(workspaces) >= _WORKSPACES:
             workspaces.pop(next(iter(workspaces)))
         workspaces[key] = workspace
-    return rows, largest, top, hole_rows
+    return rows, largest, top, hole_rows, status
+
+
+def refused(status: np.ndarray, nan_to_zero: bool) -> bool:
+    """Whether :func:`sweep_rows`' ``status`` flags a map that must be refused: one holding ±inf,
+    or NaN unless ``nan_to_zero`` (the wsolevaluation protocol's zeros)."""
+    from camkit.localize.tree_kernel import HAS_INF, HAS_NAN
+
+    return bool(np.any(status == HAS_INF) or (not nan_to_zero and np.any(status == HAS_NAN)))
 
 
 def cell_ious(rows: np.ndarray, largest: np.ndarray, gt: np.ndarray, columns: np.ndarray,

@@ -33,7 +33,7 @@ import torch
 
 from camkit.errors import CamkitError, InputError
 from camkit.localize.boxes import EMPTY_BOX, box_array, check_finite, ground_truth, padded_best_iou
-from camkit.localize.component_tree import cell_ious, sweep_rows
+from camkit.localize.component_tree import cell_ious, refused, sweep_rows
 from camkit.localize.counts import Counts
 from camkit.maps import resize_maps
 
@@ -90,13 +90,18 @@ def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
     NaN maps raise :class:`InputError` under ``"camkit"``; wsolevaluation turns them to zeros, as
     the reference does.  ±inf raises under both (the reference would score garbage).
     """
+    return _min_max(_at_scoring_size(maps, protocol, resize), nan_to_zero=protocol == "wsolevaluation")
+
+
+def _at_scoring_size(maps, protocol: str, resize) -> np.ndarray:
+    """:func:`prepare_maps` up to the normalisation: ``(B, H, W)`` float64 numpy, resized."""
     _check_protocol(protocol)
     maps = _as_map_batch(maps)
     if resize is None and protocol == "wsolevaluation":
         resize = _WSOL_SIZE
     if resize is not None:
         maps = resize_maps(maps, tuple(resize), mode="bicubic")  # NaN stays NaN
-    return _min_max(maps.numpy(), nan_to_zero=protocol == "wsolevaluation")
+    return maps.numpy()
 
 
 def _min_max(maps: np.ndarray, nan_to_zero: bool) -> np.ndarray:
@@ -131,8 +136,9 @@ def _ground_truth_batch(gt_boxes, batch: int) -> np.ndarray:
         gt_boxes = list(array)
     if len(gt_boxes) != batch:
         raise InputError(f"got {len(gt_boxes)} ground-truth box lists for {batch} maps")
+    gt_boxes = [_numpy(b) for b in gt_boxes]
     for i, b in enumerate(gt_boxes):
-        if _numpy(b).size == 0:
+        if b.size == 0:
             raise InputError(f"image {i} has no ground-truth box")
     return ground_truth(gt_boxes)
 
@@ -270,40 +276,51 @@ class BoxAccuracy(Counts):
     def update(self, maps, gt_boxes) -> None:
         """Add a batch: ``maps`` ``(B, 1, H, W)`` (one map per image, the true class's, as
         ``explain(..., targets=labels).maps``) or ``(B, H, W)``, raw or in [0, 1] (resized and
-        min-max normalised here); ``gt_boxes`` one ``(N_i, 4)`` box set per image."""
-        prepared = prepare_maps(maps, self.protocol, self.resize)
-        gt = _ground_truth_batch(gt_boxes, prepared.shape[0])
-        for start in range(0, prepared.shape[0], self.chunk_size):
+        min-max normalised as :func:`prepare_maps` does, by the kernel as it reads them); ``gt_boxes``
+        one ``(N_i, 4)`` box set per image.  A refused batch (NaN, ±inf, a bad box) adds nothing."""
+        maps = _at_scoring_size(maps, self.protocol, self.resize)
+        gt = _ground_truth_batch(gt_boxes, maps.shape[0])
+        nan_to_zero = self.protocol == "wsolevaluation"
+        correct_largest, correct_all = np.zeros_like(self.correct_largest), np.zeros_like(self.correct_all)
+        for start in range(0, maps.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            best_largest, best_all = self._best_ious(prepared[start:stop], gt[start:stop])
-            self.correct_largest += (best_largest[None] >= self._deltas[:, None, None]).sum(axis=1)
-            self.correct_all += (best_all[None] >= self._deltas[:, None, None]).sum(axis=1)
-        self.num_images += prepared.shape[0]
+            best_largest, best_all, status = self._best_ious(maps[start:stop], gt[start:stop], normalise=True)
+            if refused(status, nan_to_zero):
+                _min_max(maps, nan_to_zero)  # raises prepare_maps' error, naming the map
+                raise CamkitError("the kernel flagged a map that prepare_maps accepts")
+            correct_largest += (best_largest[None] >= self._deltas[:, None, None]).sum(axis=1)
+            correct_all += (best_all[None] >= self._deltas[:, None, None]).sum(axis=1)
+        self.correct_largest += correct_largest
+        self.correct_all += correct_all
+        self.num_images += maps.shape[0]
 
     def best_ious(self, prepared: np.ndarray, gt: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per image and τ: IoU of the largest component's box, and the best IoU over all boxes
         (``(B, len(τ))`` each), for maps already prepared by :func:`prepare_maps`."""
-        return self._best_ious(prepared, _ground_truth_batch(gt, prepared.shape[0]))
+        return self._best_ious(prepared, _ground_truth_batch(gt, prepared.shape[0]))[:2]
 
-    def _best_ious(self, prepared: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`best_ious` with ``gt`` ``(B, G, 4)`` already validated and padded."""
-        batch, height, width = prepared.shape
+    def _best_ious(self, maps: np.ndarray, gt: np.ndarray,
+                   normalise: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`best_ious` with ``gt`` ``(B, G, 4)`` already validated and padded, and each map's
+        status (:func:`camkit.localize.component_tree.sweep_rows`); ``normalise``: ``maps`` are at
+        the scoring size but not yet min-max normalised."""
+        batch, height, width = maps.shape
         if self.protocol == "camkit":
             # level = #{k : τ_k < m}, so that m > τ_k exactly when k < level
-            rows, largest, _, _ = sweep_rows(prepared, "thresholds", self.thresholds.size, self.connectivity,
-                                          thresholds=self.thresholds)
+            rows, largest, _, _, status = sweep_rows(maps, "thresholds", self.thresholds.size, self.connectivity,
+                                                     thresholds=self.thresholds, normalise=normalise)
             columns = np.broadcast_to(np.arange(self.thresholds.size), (batch, self.thresholds.size))
-            return cell_ious(rows, largest, gt, columns, EMPTY_BOX, (height, width))
+            return (*cell_ious(rows, largest, gt, columns, EMPTY_BOX, (height, width)), status)
         # q = uint8(255 m), the reference's map; foreground at τ: q > int(τ · max q)
         # OpenCV's contour tree also boxes the border of every hole (all components only): a
         # 4-connected component of {q <= k} = {255 - q > 254 - k} that does not touch the image
         # border, traced on the foreground pixels one pixel outside it on every side.
-        rows, largest, top, hole_rows = sweep_rows(prepared, "uint8", 256, self.connectivity,
-                                                   holes=self.all_components)
+        rows, largest, top, hole_rows, status = sweep_rows(maps, "uint8", 256, self.connectivity,
+                                                           holes=self.all_components, normalise=normalise)
         columns = np.floor(self.thresholds[None, :] * top[:, None]).astype(np.int64)
         # The reference's box ends at x + w (one past the region), clipped to the map.
-        return cell_ious(rows, largest, gt, columns, _REFERENCE_EMPTY_BOX, (height, width), far_corner=True,
-                         hole_rows=hole_rows, hole_flip=254)
+        return (*cell_ious(rows, largest, gt, columns, _REFERENCE_EMPTY_BOX, (height, width), far_corner=True,
+                           hole_rows=hole_rows, hole_flip=254), status)
 
     def result(self) -> dict:
         """Percentages: ``max_box_acc``, ``max_box_acc_v2``, ``box_acc`` (dict δ → curve over τ

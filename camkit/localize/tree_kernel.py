@@ -41,11 +41,13 @@ PARENT, BIRTH, NPIX, X0, Y0, X1, Y1, LMIN, LMAX, BORDER, SLOT, HEAD, TAIL = rang
 IMAGE, K, BX0, BY0, BX1, BY1, AREA = range(7)
 # How maps become levels (see component_rows).
 LEVELS, UINT8, UINT8_COMPLEMENT, THRESHOLDS = range(4)
+# What the range pass found in a map (see component_rows' normalise).
+FINITE, HAS_NAN, HAS_INF = range(3)
 
 
 @jit
 def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, interior_only, workspace,
-                   holes=False):
+                   holes=False, normalise=False):
     """Every component of ``{levels > k}`` for ``k = 0 .. num_thresholds - 1``.
 
     ``maps``: float64 ``(B, H, W)``, turned into levels by ``quantiser``: :data:`LEVELS` (the
@@ -56,14 +58,18 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     border (their pixel counts are not computed).  ``holes``: also the holes of every component,
     from the levels already loaded: the 4-connected components of ``{T - 1 - levels > k}`` (``T`` =
     ``num_thresholds``) that do not touch the border, i.e. those of ``{levels <= T - 2 - k}``.
-    ``workspace``: int32 scratch returned by an earlier call with the same map size,
+    ``normalise``: each map is min-max normalised as it is read, ``m = (m - min) / (max - min)``
+    (:func:`camkit.localize.metrics.prepare_maps`'s arithmetic, bit for bit; a constant map, or one
+    holding NaN or ±inf, gives zeros).  ``workspace``: int32 scratch returned by an earlier call with the same map size,
     ``num_thresholds``, ``interior_only`` and ``holes`` (it is left clean), or a smaller array for
     a fresh one.
 
     Returns ``rows`` int32 ``(N, 7)``: image, k, x0, y0, x1, y1 (inclusive box), pixel count;
     ``largest`` int64 ``(B, num_thresholds)``: the row of the component with the most pixels
     (ties: smallest y0, then x0), -1 for none; ``top`` int64 ``(B,)``: each image's highest level;
-    ``hole_rows`` (empty without ``holes``; pixel counts 0); the workspace used.
+    ``hole_rows`` (empty without ``holes``; pixel counts 0); ``status`` int8 ``(B,)``, with
+    ``normalise`` (else zeros): :data:`FINITE`, :data:`HAS_NAN` or :data:`HAS_INF` (±inf, no NaN);
+    the workspace used.
     """
     batch, height, width = maps.shape
     top = num_thresholds
@@ -116,8 +122,14 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
             largest[b, k] = -1
     first = _threshold_buckets(thresholds) if quantiser == THRESHOLDS else np.zeros(1, np.int64)
     highest = np.zeros(batch, np.int64)
+    status = np.zeros(batch, np.int8)
+    row = np.empty(width)
     for b in range(batch):
-        highest[b] = _load(maps[b], quantiser, thresholds, first, top, q)
+        low, span = 0.0, 1.0
+        if normalise:  # the range pass brings the map into the cache for the load that follows
+            low, high, status[b] = _range(maps[b])
+            span = high - low if status[b] == FINITE else 0.0
+        highest[b] = _load(maps[b], quantiser, thresholds, first, top, q, low, span, row)
         first_row = n_rows
         rows, n_rows = _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scratch, rows, n_rows)
         if not interior_only:
@@ -126,7 +138,7 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
             _complement(q, height, width, top - 1, complement)
             hole_rows, n_hole_rows = _tree(b, complement, height, width, 4, True, top - 1, 1, scratch, hole_rows,
                                            n_hole_rows)
-    return rows[:n_rows], largest, highest, hole_rows[:n_hole_rows], workspace
+    return rows[:n_rows], largest, highest, hole_rows[:n_hole_rows], status, workspace
 
 
 @jit
@@ -166,14 +178,47 @@ def _take(workspace, start, size):
 
 
 @jit
-def _load(image, quantiser, thresholds, first, top, q):
-    """Levels of one map ``(H, W)`` into ``q`` (inside its frame); returns the highest level."""
+def _range(image):
+    """Minimum, maximum and status (:data:`FINITE`, :data:`HAS_NAN`, :data:`HAS_INF`) of a map.
+
+    Reduced as integer keys ``bits ^ (sign ? 0x7FF…F : 0)`` (signed), ordered as the floats are,
+    with NaN beyond ±inf: numba vectorises an integer reduction, not a float (NaN-aware) one."""
+    flip = np.int64(0x7FFFFFFFFFFFFFFF)
+    plus_inf = np.int64(0x7FF0000000000000)  # the key of +inf; -inf's is its complement
+    lowest, highest = flip, ~flip
+    for y in range(image.shape[0]):
+        bits = image[y].view(np.int64)
+        for x in range(bits.size):
+            key = bits[x] ^ ((bits[x] >> 63) & flip)
+            lowest = min(lowest, key)
+            highest = max(highest, key)
+    if highest > plus_inf or lowest < ~plus_inf:
+        return 0.0, 0.0, HAS_NAN
+    if highest == plus_inf or lowest == ~plus_inf:
+        return 0.0, 0.0, HAS_INF
+    ends = np.empty(2, np.int64)
+    ends[0] = lowest ^ ((lowest >> 63) & flip)  # the key map is its own inverse
+    ends[1] = highest ^ ((highest >> 63) & flip)
+    values = ends.view(np.float64)
+    return values[0], values[1], FINITE
+
+
+@jit
+def _load(image, quantiser, thresholds, first, top, q, low, span, row):
+    """Levels of one map ``(H, W)`` into ``q`` (inside its frame), of ``(m - low) / span`` (``m``
+    itself for ``low, span = 0, 1``; 0 for ``span = 0``; ``row``: float64 ``(W,)`` scratch for it);
+    returns the highest level."""
     height, width = image.shape
     pw = width + 2
     highest = 0
+    scaled = low != 0.0 or span != 1.0
     for y in range(height):
         source = image[y]
         target = q[(y + 1) * pw + 1:(y + 1) * pw + 1 + width]
+        if scaled:
+            for x in range(width):  # as prepare_maps: the difference, then the quotient
+                row[x] = (source[x] - low) / span if span > 0.0 else 0.0
+            source = row
         # Values out of range (and NaN, which callers refuse or zero) are clamped, never cast raw.
         if quantiser == LEVELS:
             for x in range(width):
