@@ -151,7 +151,7 @@ def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scrat
     edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
     n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags)
     n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
-                         peak_x, hill_map, pointer, hill_region, next_hill, comp)
+                         peak_x, hill_map, pointer, hill_region, next_hill, comp, top, bucket, order)
     n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first, hill_region, edge_a, edge_b, edge_p)
     _sort_edges(edge_p, n_edges, top, bucket, order)
     rows, n_rows, _ = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
@@ -315,7 +315,7 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
 
 @jit
 def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level, peak_x, hill_map,
-             pointer, hill_region, next_hill, comp):
+             pointer, hill_region, next_hill, comp, top, bucket, order):
     """Group hills into ascent regions: a hill points to the hill of its peak's highest neighbour
     when that one is higher (by level, then by index), and a region is a tree of pointers.  A
     hill's part above k touches its target's (its peak is above k, and so is that neighbour), so a
@@ -335,15 +335,22 @@ def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, 
             best = max(best, q[np.uint64(p + offsets[rank])] * 16 + rank)
         rank = best & 15
         pointer[h] = h if rank == middle else hill_map[np.uint64(p + offsets[rank])]
+    # Each hill's root in one step, its target's being known: targets come first by peak level
+    # down, then by index down (a target at the same level has its peak later in raster order:
+    # the neighbour it was picked for comes after the source's peak and lies on its top plateau,
+    # whose last column is its peak).  ``order``: counting sort of the hills in that order.
+    bucket[:top + 2] = 0
     for h in range(n_hills):
-        root = pointer[h]
-        while pointer[root] != root:
-            root = pointer[root]
-        walk = h
-        while walk != root:
-            following = pointer[walk]
-            pointer[walk] = root
-            walk = following
+        bucket[top - peak_level[h] + 1] += 1
+    for v in range(top + 1):
+        bucket[v + 1] += bucket[v]
+    for h in range(n_hills - 1, -1, -1):
+        v = top - peak_level[h]
+        order[bucket[v]] = h
+        bucket[v] += 1
+    for i in range(n_hills):
+        h = order[i]
+        pointer[h] = pointer[pointer[h]]
     n_regions = 0
     for h in range(n_hills):
         if pointer[h] == h:
