@@ -79,7 +79,7 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     capacity = 3 * most_hills + height
     n_slots = height * width // SLOT_MIN + 1
     n_frames = 3 if holes else 2
-    sizes = (n_frames * (height + 2) * pw, 5 * (most_hills + 1), height + 1, 2 * ((width + 7) // 8),
+    sizes = (n_frames * (height + 2) * pw, 5 * (most_hills + 1), 2 * (height + 1), 2 * ((width + 7) // 8),
              3 * most_hills, 13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
     need = 0
     for size in sizes:
@@ -95,7 +95,7 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     complement[:] = -1
     hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
     per_hill = hill_block.reshape((5, most_hills + 1))
-    row_first, start = _take(workspace, start, height + 1)
+    row_first, start = _take(workspace, start, 2 * (height + 1))  # hills' and region runs' first per row
     flag_words, start = _take(workspace, start, 2 * ((width + 7) // 8))
     region_block, start = _take(workspace, start, 3 * most_hills)
     per_region = region_block.reshape((3, most_hills))
@@ -152,7 +152,9 @@ def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scrat
     n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags)
     n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
                          peak_x, hill_map, pointer, hill_region, next_hill, comp, top, bucket, order)
-    n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first, hill_region, edge_a, edge_b, edge_p)
+    # After the regions, peak_x and pointer hold the region runs (see _edges).
+    n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first[:height + 1], hill_region, peak_x,
+                     pointer, row_first[height + 1:], edge_a, edge_b, edge_p)
     _sort_edges(edge_p, n_edges, top, bucket, order)
     rows, n_rows, _ = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
                                hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
@@ -415,13 +417,18 @@ def _add_hills(h, s, q, width, n_levels, hill_y, hill_x0, hill_x1, peak_level, n
 
 
 @jit
-def _edges(q, height, width, diagonal, hill_x1, row_first, hill_region, edge_a, edge_b, edge_p):
+def _edges(q, height, width, diagonal, hill_x1, row_first, hill_region, run_x1, run_region, run_first, edge_a,
+           edge_b, edge_p):
     """Pairs of touching regions with their pass level, the highest ``min(level)`` over two
-    touching pixels, one in each (a pair may repeat; pass 0 is left out)."""
+    touching pixels, one in each (a pair may repeat; pass 0 is left out).  Per row, the hills of
+    one region in a row make a run (last column ``run_x1``, region ``run_region``, first of the
+    row ``run_first``): rows touch run by run."""
     pw = width + 2
     n = 0
+    runs = 0
     for y in range(height):
         row = q[(y + 1) * pw:(y + 2) * pw]
+        run_first[y] = runs
         for h in range(row_first[y], row_first[y + 1] - 1):
             a, c = hill_region[h], hill_region[h + 1]
             level = row[hill_x1[h] + 2]  # the next hill's first pixel, a dip: the lower of the two
@@ -429,22 +436,30 @@ def _edges(q, height, width, diagonal, hill_x1, row_first, hill_region, edge_a, 
             edge_b[n] = c
             edge_p[n] = level
             n += (level > 0) & (a != c)
-    # Touching hills of consecutive rows: the column ranges where the hill pair stays the same
-    # ("segments") are swept left to right.  Of the diagonal pairs that cross a hill boundary,
-    # only the one staying within the pair at the segment's right end can raise a pass level:
-    # the others are matched by a vertical pair and a row neighbour, since a row is higher just
-    # left of a cut than at it.
+            run_x1[runs] = hill_x1[h]
+            run_region[runs] = a
+            runs += a != c
+        last = row_first[y + 1] - 1
+        run_x1[runs] = width - 1
+        run_region[runs] = hill_region[last]
+        runs += 1
+    run_first[height] = runs
+    # Touching runs of consecutive rows: the column ranges where the run pair stays the same
+    # ("segments") are swept left to right, every pair inside a segment taken.  Of the diagonal
+    # pairs that cross a run boundary, only the one staying within the pair at the segment's right
+    # end can raise a pass level: the others are matched by a vertical pair and a row neighbour,
+    # since a row is higher just left of a cut (a run ends at a hill's cut) than at it.
     for y in range(height - 1):
         up = q[(y + 1) * pw + 1:(y + 2) * pw + 1]  # pixel x at up[x]; up[width] is the frame
         down = q[(y + 2) * pw + 1:(y + 3) * pw + 1]
-        i = row_first[y]
-        j = row_first[y + 1]
+        i = run_first[y]
+        j = run_first[y + 1]
         lo = 0
         while True:
-            end_i = hill_x1[i]
-            end_j = hill_x1[j]
+            end_i = run_x1[i]
+            end_j = run_x1[j]
             hi = min(end_i, end_j)
-            a, c = hill_region[i], hill_region[j]
+            a, c = run_region[i], run_region[j]
             if a != c:
                 best = min(up[hi], down[hi])
                 one = np.uint64(1)
