@@ -201,6 +201,29 @@ def test_holes_from_one_read_equal_the_complement_swept_on_its_own():
     assert found > 100
 
 
+def test_each_pixels_hill_found_from_the_flag_words_is_the_hill_holding_it():
+    """``_hill_at`` (hill starts counted in the row's flag words) against the hills' own column
+    ranges, at every pixel of maps with plateaus, ties and single-pixel hills."""
+    from camkit.localize import tree_kernel
+
+    rng = np.random.default_rng(17)
+    for height, width in ((9, 23), (5, 64), (12, 17)):
+        for levels in (rng.integers(0, 4, (height, width)), rng.integers(0, 255, (height, width))):
+            pw = width + 2
+            q = np.full((height + 2) * pw, -1, np.int32)
+            q.reshape(height + 2, pw)[1:-1, 1:-1] = levels
+            most = height * (width // 2 + 1)
+            hill_y, hill_x0, hill_x1, peak_level, peak_x = np.zeros((5, most + 1), np.int32)
+            row_first = np.zeros(height + 1, np.int32)
+            words = np.zeros((height, (width + 7) // 8), np.uint64)
+            starts_before = np.zeros(words.shape, np.int32)
+            n = tree_kernel._hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, words,
+                                   starts_before)
+            for h in range(n):
+                for x in range(hill_x0[h], hill_x1[h] + 1):
+                    assert tree_kernel._hill_at(hill_y[h], x, row_first, words, starts_before) == h
+
+
 def test_normalising_while_reading_equals_prepare_maps_bit_for_bit():
     """``normalise=True`` gives the rows, levels and holes that the maps ``prepare_maps`` returns
     give, for raw maps of every kind (offset and scaled, negative, tiny and huge spans, constant,

@@ -78,8 +78,9 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     most_hills = height * (width // 2 + 1)
     capacity = 3 * most_hills + height
     n_slots = height * width // SLOT_MIN + 1
-    n_frames = 3 if holes else 2
-    sizes = (n_frames * (height + 2) * pw, 5 * (most_hills + 1), 2 * (height + 1), 2 * ((width + 7) // 8),
+    n_frames = 2 if holes else 1
+    n_words = (width + 7) // 8  # flag words per row
+    sizes = (n_frames * (height + 2) * pw, 5 * (most_hills + 1), 2 * (height + 1), 3 * height * n_words,
              3 * most_hills, 13 * most_hills, 4 * capacity, top + 2, n_slots * (width + height + n_levels + 1))
     need = 0
     for size in sizes:
@@ -89,14 +90,13 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
         workspace = np.zeros(need, np.int32)
     start = 0
     frames, start = _take(workspace, start, n_frames * (height + 2) * pw)
-    q, hill_map = frames[:(height + 2) * pw], frames[(height + 2) * pw:2 * (height + 2) * pw]
-    complement = frames[2 * (height + 2) * pw:]
-    q[:] = -1  # the levels (and their complement) with a frame of -1; the hill map needs none
+    q, complement = frames[:(height + 2) * pw], frames[(height + 2) * pw:]
+    q[:] = -1  # the levels (and their complement) with a frame of -1
     complement[:] = -1
     hill_block, start = _take(workspace, start, 5 * (most_hills + 1))
     per_hill = hill_block.reshape((5, most_hills + 1))
     row_first, start = _take(workspace, start, 2 * (height + 1))  # hills' and region runs' first per row
-    flag_words, start = _take(workspace, start, 2 * ((width + 7) // 8))
+    flag_block, start = _take(workspace, start, 3 * height * n_words)  # per row: flag words, starts before each
     region_block, start = _take(workspace, start, 3 * most_hills)
     per_region = region_block.reshape((3, most_hills))
     comp_flat, start = _take(workspace, start, 13 * most_hills)
@@ -104,7 +104,8 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
     bucket, start = _take(workspace, start, top + 2)
     slots, start = _take(workspace, start, n_slots * (width + height + n_levels + 1))
     free = slots[n_slots * (width + height + n_levels):]
-    scratch = (hill_map, per_hill, row_first, flag_words.view(np.uint8), per_region,
+    scratch = (flag_block[2 * height * n_words:].reshape((height, n_words)), per_hill, row_first,
+               flag_block[:2 * height * n_words].view(np.uint64).reshape((height, n_words)), per_region,
                comp_flat.reshape((most_hills, 13)), edge_block.reshape((4, capacity)), bucket,
                slots[:n_slots * width].reshape((n_slots, width)),
                slots[n_slots * width:n_slots * (width + height)].reshape((n_slots, height)),
@@ -145,13 +146,14 @@ def component_rows(maps, quantiser, thresholds, num_thresholds, connectivity, in
 def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scratch, rows, n_rows):
     """The rows of image ``b``'s components from its levels ``q`` (framed by -1), appended to
     ``rows``; ``scratch``: the workspace's arrays (see :func:`component_rows`), left clean."""
-    hill_map, per_hill, row_first, flags, per_region, comp, per_edge, bucket, col, rowmax, hist, free = scratch
+    starts_before, per_hill, row_first, words, per_region, comp, per_edge, bucket, col, rowmax, hist, free = scratch
     hill_y, hill_x0, hill_x1, peak_level, peak_x = per_hill[0], per_hill[1], per_hill[2], per_hill[3], per_hill[4]
     pointer, hill_region, next_hill = per_region[0], per_region[1], per_region[2]
     edge_a, edge_b, edge_p, order = per_edge[0], per_edge[1], per_edge[2], per_edge[3]
-    n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags)
+    n_hills = _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, words, starts_before)
     n_regions = _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level,
-                         peak_x, hill_map, pointer, hill_region, next_hill, comp, top, bucket, order)
+                         peak_x, row_first, words, starts_before, pointer, hill_region, next_hill, comp, top, bucket,
+                         order)
     # After the regions, peak_x and pointer hold the region runs (see _edges).
     n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first[:height + 1], hill_region, peak_x,
                      pointer, row_first[height + 1:], edge_a, edge_b, edge_p)
@@ -264,35 +266,35 @@ def _threshold_buckets(thresholds):
 
 
 @jit
-def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, hill_map, flags):
+def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first, words, starts_before):
     """Cut each row at its dips (a pixel lower than its left neighbour and not higher than its
     right one): between two cuts a row rises then falls, so the part of a hill above any level is
     an interval.  Per hill: row, first and last column, peak level and the last column at the
-    peak (the first strict descent); ``hill_map`` (laid out as ``q``) gives every pixel's hill.
+    peak (the first strict descent).  ``words`` ``(H, ⌈W/8⌉)`` keep each row's flags (a byte a
+    pixel: bit 0 a hill start, bit 1 a peak) and ``starts_before`` the hill starts before each
+    word, for :func:`_hill_at`.
 
     With ``d(x)``: pixel x is higher than pixel x + 1 (the frame counts as lowest), a hill starts
     where ``d`` falls from 1 to 0 and its peak is where ``d`` next rises from 0 to 1."""
     pw = width + 2
-    words = flags.view(np.uint64)
     byte_start, low_bits, bits_per_byte_log2 = np.uint64(56), np.uint64(3), np.uint64(3)
     n = 0
     for y in range(height):
         row = q[(y + 1) * pw:(y + 2) * pw]  # pixel x at row[x + 1]
+        flags = words[y].view(np.uint8)
         for x in range(width):
             before = row[x] > row[x + 1]
             after = row[x + 1] > row[x + 2]
             flags[x] = (before & (after ^ 1)) | ((after & (before ^ 1)) << 1)
         flags[0] = 1 | (flags[0] & 2)
         row_first[y] = n
-        # Every pixel's hill: the hill starts (bit 0) counted from the left.
+        starts = 0
+        for w in range(words.shape[1]):
+            starts_before[y, w] = starts
+            starts += _starts_in(words[y, w])
         h = n - 1
-        hills_row = hill_map[(y + 1) * pw + 1:(y + 2) * pw - 1]
-        for x in range(width):
-            h += flags[x] & 1
-            hills_row[x] = h
-        h = n - 1
-        for w in range(words.size):  # the few flagged pixels: the lowest nonzero byte of each word
-            word = words[w]
+        for w in range(words.shape[1]):  # the few flagged pixels: the lowest nonzero byte of each word
+            word = words[y, w]
             while word != 0:
                 bit = np.uint64(trailing_zeros(word)) & byte_start  # little-endian: pixel 8 w + bit / 8
                 flag = (word >> bit) & low_bits
@@ -315,9 +317,26 @@ def _hills(q, height, width, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_f
     return n
 
 
+_START_BITS = np.uint64(0x0101010101010101)  # bit 0 of every byte of a flag word
+
+
+@inline
+def _starts_in(word):
+    """How many hill starts (bit 0 of a byte) a flag word holds: the bytes' sum, by one product."""
+    return np.int32(((word & _START_BITS) * _START_BITS) >> np.uint64(56))
+
+
+@inline
+def _hill_at(y, x, row_first, words, starts_before):
+    """The hill of pixel ``(y, x)``: the hill starts at or before it in its row, counted."""
+    w = x >> 3
+    through_x = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(56 - 8 * (x & 7))  # the bytes of pixels <= x
+    return row_first[y] - 1 + starts_before[y, w] + _starts_in(words[y, w] & through_x)
+
+
 @jit
-def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level, peak_x, hill_map,
-             pointer, hill_region, next_hill, comp, top, bucket, order):
+def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, peak_level, peak_x, row_first,
+             words, starts_before, pointer, hill_region, next_hill, comp, top, bucket, order):
     """Group hills into ascent regions: a hill points to the hill of its peak's highest neighbour
     when that one is higher (by level, then by index), and a region is a tree of pointers.  A
     hill's part above k touches its target's (its peak is above k, and so is that neighbour), so a
@@ -327,8 +346,10 @@ def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, 
     # Neighbours in index order, the pixel itself in the middle: key = 16 level + rank.
     if connectivity == 8:
         offsets = np.array([-pw - 1, -pw, -pw + 1, -1, 0, 1, pw - 1, pw, pw + 1])
+        rows, columns = np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1]), np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1])
     else:
         offsets = np.array([-pw, -1, 0, 1, pw])
+        rows, columns = np.array([-1, 0, 0, 0, 1]), np.array([0, -1, 0, 1, 0])
     middle = offsets.size // 2
     for h in range(n_hills):
         p = (hill_y[h] + 1) * pw + peak_x[h] + 1
@@ -336,7 +357,8 @@ def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, 
         for rank in range(offsets.size):
             best = max(best, q[np.uint64(p + offsets[rank])] * 16 + rank)
         rank = best & 15
-        pointer[h] = h if rank == middle else hill_map[np.uint64(p + offsets[rank])]
+        pointer[h] = h if rank == middle else _hill_at(hill_y[h] + rows[rank], peak_x[h] + columns[rank], row_first,
+                                                       words, starts_before)
     # Each hill's root in one step, its target's being known: targets come first by peak level
     # down, then by index down (a target at the same level has its peak later in raster order:
     # the neighbour it was picked for comes after the source's peak and lies on its top plateau,
