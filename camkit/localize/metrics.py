@@ -59,27 +59,29 @@ def _check_protocol(protocol: str) -> str:
     return protocol
 
 
-def _as_map_batch(maps, name: str = "maps") -> torch.Tensor:
-    """One map per image as ``(B, H, W)`` float64 on the CPU, from ``(B, 1, H, W)`` (what
-    ``camkit.explain(..., targets=labels)`` returns), ``(B, H, W)`` or ``(H, W)``."""
-    if isinstance(maps, np.ndarray):
-        maps = torch.from_numpy(maps)
-    if not isinstance(maps, torch.Tensor):
-        maps = torch.as_tensor(np.asarray(maps))
-    if maps.dim() == 2:
+def _as_map_batch(maps, name: str = "maps") -> np.ndarray:
+    """One map per image as ``(B, H, W)`` float64 numpy, from ``(B, 1, H, W)`` (what
+    ``camkit.explain(..., targets=labels)`` returns), ``(B, H, W)`` or ``(H, W)``, a tensor (on
+    any device) or an array; float64 arrays are not copied."""
+    if isinstance(maps, torch.Tensor):
+        if maps.is_complex() or maps.dtype == torch.bool:
+            raise InputError(f"{name} must be real numbers, got {maps.dtype}")
+        maps = maps.detach().cpu().to(torch.float64).numpy()
+    maps = np.asarray(maps)
+    if maps.dtype.kind not in "iuf":
+        raise InputError(f"{name} must be real numbers, got {maps.dtype}")
+    if maps.ndim == 2:
         maps = maps[None]
-    if maps.dim() == 4 and maps.shape[1] != 1:
+    if maps.ndim == 4 and maps.shape[1] != 1:
         raise InputError(
             f"{name} hold K = {maps.shape[1]} maps per image {tuple(maps.shape)}; these metrics score one "
             "map per image, the true class's: explain(model, images, targets=labels) gives (B, 1, H, W), "
             "or pick one map per image from top-k maps")
-    if maps.dim() == 4:
+    if maps.ndim == 4:
         maps = maps[:, 0]
-    if maps.dim() != 3:
+    if maps.ndim != 3:
         raise InputError(f"{name} must be (B, 1, H, W), (B, H, W) or (H, W), got {tuple(maps.shape)}")
-    if maps.is_complex() or maps.dtype == torch.bool:
-        raise InputError(f"{name} must be real numbers, got {maps.dtype}")
-    return maps.detach().cpu().to(torch.float64)
+    return maps.astype(np.float64, copy=False)
 
 
 def prepare_maps(maps, protocol: str = "camkit", resize=None) -> np.ndarray:
@@ -99,9 +101,9 @@ def _at_scoring_size(maps, protocol: str, resize) -> np.ndarray:
     maps = _as_map_batch(maps)
     if resize is None and protocol == "wsolevaluation":
         resize = _WSOL_SIZE
-    if resize is not None:
-        maps = resize_maps(maps, tuple(resize), mode="bicubic")  # NaN stays NaN
-    return maps.numpy()
+    if resize is not None and maps.shape[-2:] != tuple(resize):  # torch only where there is work
+        maps = resize_maps(torch.from_numpy(np.ascontiguousarray(maps)), tuple(resize), mode="bicubic").numpy()
+    return maps  # NaN stays NaN
 
 
 def _min_max(maps: np.ndarray, nan_to_zero: bool) -> np.ndarray:
@@ -398,7 +400,7 @@ class PxAP(Counts):
     def _mask(masks, batch, size, name) -> np.ndarray:
         if isinstance(masks, np.ndarray):
             masks = torch.from_numpy(masks)
-        masks = _as_map_batch(torch.as_tensor(masks).to(torch.float64), name)
+        masks = torch.from_numpy(_as_map_batch(torch.as_tensor(masks).to(torch.float64), name))
         if masks.shape[0] != batch:
             raise InputError(f"{name} has {masks.shape[0]} masks for {batch} maps")
         if tuple(masks.shape[-2:]) != tuple(size):
