@@ -398,8 +398,6 @@ class PxAP(Counts):
 
     @staticmethod
     def _mask(masks, batch, size, name) -> np.ndarray:
-        if isinstance(masks, np.ndarray):
-            masks = torch.from_numpy(masks)
         masks = torch.from_numpy(_as_map_batch(torch.as_tensor(masks).to(torch.float64), name))
         if masks.shape[0] != batch:
             raise InputError(f"{name} has {masks.shape[0]} masks for {batch} maps")

@@ -157,7 +157,7 @@ def _tree(b, q, height, width, connectivity, interior_only, top, n_levels, scrat
     # After the regions, peak_x and pointer hold the region runs (see _edges).
     n_edges = _edges(q, height, width, connectivity == 8, hill_x1, row_first[:height + 1], hill_region, peak_x,
                      pointer, row_first[height + 1:], edge_a, edge_b, edge_p)
-    _sort_edges(edge_p, n_edges, top, bucket, order)
+    _by_level_down(edge_p, n_edges, top, bucket, order, False)
     rows, n_rows, _ = _kruskal(b, q, height, width, interior_only, n_levels, n_regions, hill_y, hill_x0,
                                hill_x1, peak_level, next_hill, comp, edge_a, edge_b, edge_p, order,
                                n_edges, col, rowmax, hist, free, free.size, rows, n_rows)
@@ -362,16 +362,8 @@ def _regions(q, height, width, connectivity, n_hills, hill_y, hill_x0, hill_x1, 
     # Each hill's root in one step, its target's being known: targets come first by peak level
     # down, then by index down (a target at the same level has its peak later in raster order:
     # the neighbour it was picked for comes after the source's peak and lies on its top plateau,
-    # whose last column is its peak).  ``order``: counting sort of the hills in that order.
-    bucket[:top + 2] = 0
-    for h in range(n_hills):
-        bucket[top - peak_level[h] + 1] += 1
-    for v in range(top + 1):
-        bucket[v + 1] += bucket[v]
-    for h in range(n_hills - 1, -1, -1):
-        v = top - peak_level[h]
-        order[bucket[v]] = h
-        bucket[v] += 1
+    # whose last column is its peak).
+    _by_level_down(peak_level, n_hills, top, bucket, order, True)
     for i in range(n_hills):
         h = order[i]
         pointer[h] = pointer[pointer[h]]
@@ -508,15 +500,17 @@ def _edges(q, height, width, diagonal, hill_x1, row_first, hill_region, run_x1, 
 
 
 @jit
-def _sort_edges(edge_p, n_edges, top, bucket, order):
-    """``order``: the edges by decreasing pass level (counting sort)."""
-    bucket[:] = 0
-    for t in range(n_edges):
-        bucket[top - edge_p[t] + 1] += 1
+def _by_level_down(levels, n, top, bucket, order, later_first):
+    """``order``: ``0 .. n - 1`` by decreasing ``levels`` (in ``[0, top]``; counting sort), ties
+    by increasing index, or by decreasing index with ``later_first``."""
+    bucket[:top + 2] = 0
+    for t in range(n):
+        bucket[top - levels[t] + 1] += 1
     for v in range(top + 1):
         bucket[v + 1] += bucket[v]
-    for t in range(n_edges):
-        v = top - edge_p[t]
+    for i in range(n):
+        t = n - 1 - i if later_first else i
+        v = top - levels[t]
         order[bucket[v]] = t
         bucket[v] += 1
 
