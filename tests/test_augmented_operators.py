@@ -9,6 +9,7 @@ from camkit.augmented import (
     DOWNSAMPLINGS,
     PADDINGS,
     ForwardModel,
+    ImageCopies,
     RotoTranslation,
     area_downsample,
     area_downsample_adjoint,
@@ -59,6 +60,25 @@ def test_roto_translation_matches_grid_sample():
         expected = F.grid_sample(images, grid[copy:copy + 1].expand(2, -1, -1, -1), mode="bilinear",
                                  padding_mode="zeros", align_corners=False)
         torch.testing.assert_close(warped[:, :, copy], expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("dtype", [torch.float32, f64])
+@pytest.mark.parametrize("gather", [True, False])
+def test_image_copies_are_the_images_under_each_transform_in_grid_sample_points(padding, dtype, gather):
+    angles, shifts = sample_transforms(6, (20, 24), seed=3)
+    images = torch.randn(2, 3, 20, 24, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    copies = ImageCopies(RotoTranslation(angles, shifts, (20, 24), padding=padding, dtype=dtype), images, gather=gather)
+    src_x, src_y = warp_coordinates(angles, shifts, (20, 24))
+    grid = torch.stack([(2 * src_x + 1) / 24 - 1, (2 * src_y + 1) / 20 - 1], dim=-1).to(dtype)
+    made = copies(2, 5)                                                               # (2, 3 copies, 3, 20, 24)
+    assert made.shape == (2, 3, 3, 20, 24) and made.dtype == dtype and made.is_contiguous()
+    for offset, copy in enumerate(range(2, 5)):
+        expected = F.grid_sample(images, grid[copy:copy + 1].expand(2, -1, -1, -1), mode="bilinear",
+                                 padding_mode=padding, align_corners=False)
+        torch.testing.assert_close(made[:, offset], expected, atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0)
+    with pytest.raises(InputError, match="images"):
+        ImageCopies(RotoTranslation(angles, shifts, (20, 24)), images[0])
 
 
 def test_warp_and_inverse_warp_are_exact_on_a_linear_ramp():

@@ -11,12 +11,14 @@ from camkit.augmented.operators import (
     DOWNSAMPLINGS,
     PADDINGS,
     GaussianBlur,
+    ImageCopies,
     RotoTranslation,
     area_downsample,
     area_downsample_adjoint,
     area_weights,
     downsample_weights,
     gaussian_kernel,
+    image_warp,
     sample_transforms,
     warp_coordinates,
 )
@@ -32,9 +34,9 @@ from camkit.augmented.solvers import (
 from camkit.augmented.synthetic import KnownTruth, known_truth, psnr
 
 __all__ = [
-    "BASELINES", "DEFAULT_ITERS", "DEFAULT_TOL", "DOWNSAMPLINGS", "ForwardModel", "GaussianBlur", "KnownTruth",
-    "PADDINGS", "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample",
+    "BASELINES", "DEFAULT_ITERS", "DEFAULT_TOL", "DOWNSAMPLINGS", "ForwardModel", "GaussianBlur", "ImageCopies",
+    "KnownTruth", "PADDINGS", "RotoTranslation", "SOLVERS", "SuperResolution", "aligned_cams", "area_downsample",
     "area_downsample_adjoint", "area_weights", "baseline", "downsample_weights", "forward_model",
-    "gaussian_kernel", "known_truth", "objective", "psnr", "sample_transforms", "superresolve",
+    "gaussian_kernel", "image_warp", "known_truth", "objective", "psnr", "sample_transforms", "superresolve",
     "warp_coordinates",
 ]

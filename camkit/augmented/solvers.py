@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
 from camkit.augmented.forward import ForwardModel
-from camkit.augmented.operators import _check_transforms, _size2
+from camkit.augmented.operators import Recent, _check_transforms, _size2, transform_key
 from camkit.errors import InputError, finite_number
 
 __all__ = ["SuperResolution", "superresolve", "objective", "forward_model", "SOLVERS", "DEFAULT_ITERS", "DEFAULT_TOL"]
@@ -47,9 +46,10 @@ DEFAULT_ITERS = {"accelerated": 30, "primal-dual": 500, "subgradient": 500}
 DEFAULT_TOL = {"accelerated": 1e-3, "primal-dual": 0.0, "subgradient": 0.0}
 TOL_WINDOW = 5
 DEFAULT_INNER = 40
+#: μ = 0.0001·L: the reference code's weight of ½‖h‖² (per pixel of the grid solved on).
+MU_PER_COPY = 1e-4
 LIPSCHITZ_MARGIN = 1.05
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 2
+_CACHE = Recent(2)
 
 
 @dataclass
@@ -77,21 +77,12 @@ def forward_model(angles, shifts, size, map_size, device=None, dtype=torch.float
                   downsample: str = "area", blur: float = 0.0) -> ForwardModel:
     """:class:`ForwardModel` for these transforms and options, cached (the last two): a fixed seed
     means the same transforms for every batch, and the sparse matrix is built once."""
-    angles, shifts = _check_transforms(angles, shifts)
-    angles = angles.detach().to("cpu", torch.float64)
-    shifts = shifts.detach().to("cpu", torch.float64)
+    angles, shifts = (t.detach().to("cpu", torch.float64) for t in _check_transforms(angles, shifts))
     device = torch.device(device) if device is not None else torch.device("cpu")
-    key = (angles.numpy().tobytes(), shifts.numpy().tobytes(), _size2(size), _size2(map_size, "map size"),
-           str(device), dtype, padding, downsample, float(blur))
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    model = ForwardModel(angles, shifts, size, map_size, padding=padding, downsample=downsample, blur=blur,
-                         device=device, dtype=dtype)
-    _CACHE[key] = model
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return model
+    key = (transform_key(angles, shifts), _size2(size), _size2(map_size, "map size"), str(device), dtype,
+           padding, downsample, float(blur))
+    return _CACHE.get(key, lambda: ForwardModel(angles, shifts, size, map_size, padding=padding, downsample=downsample,
+                                                blur=blur, device=device, dtype=dtype))
 
 
 @contextlib.contextmanager
@@ -228,7 +219,7 @@ def superresolve(
     inner = DEFAULT_INNER if inner is None else _count(inner, "inner", 1)
     L = cams.shape[1]
     lam_tv = 0.001 * L if lam_tv is None else finite_number(lam_tv, "lam_tv")
-    mu = 0.0001 * L if mu is None else finite_number(mu, "mu")
+    mu = MU_PER_COPY * L if mu is None else finite_number(mu, "mu")
     step = 1.0 if step is None else finite_number(step, "step", positive=True)
     tol = DEFAULT_TOL[solver] if tol is None else finite_number(tol, "tol")
     blur = finite_number(blur, "blur")
