@@ -192,6 +192,15 @@ def test_case4_a_chunk_is_reused_only_when_its_own_content_is_the_same(shapes, t
     assert resumed["run"]["chunks_recomputed_rank0"] == {"settings changed (threshold)": 3}
 
 
+def test_chunks_of_another_camkit_version_are_recomputed(shapes, tmp_path, monkeypatch):
+    # a release may change a method's defaults while every setting stays the same
+    model, options = ColorNet().eval(), dict(methods=("cam",), batch_size=4, chunk_size=4, examples=0, progress=False)
+    bench.run(model, shapes, out_dir=tmp_path / "run", **options)
+    monkeypatch.setattr(camkit, "__version__", "99.0")
+    resumed = bench.run(model, shapes, out_dir=tmp_path / "run", **options)
+    assert resumed["run"]["chunks_recomputed_rank0"] == {"settings changed (camkit)": 3}
+
+
 @pytest.mark.parametrize("option, value", [("tau_step", 0.0), ("tau_step", float("nan")), ("tau_step", 1.0),
                                            ("iou_threshold", 0.0), ("threshold", float("nan"))])
 def test_case7_non_finite_or_out_of_range_numbers_are_input_errors(shapes, tmp_path, option, value):

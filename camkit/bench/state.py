@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+import camkit
 from camkit import localize
 from camkit.bench.data import Chunk
 from camkit.bench.settings import Settings
@@ -110,8 +111,10 @@ _DATA_WIDE = ("dataset", "num_images")
 
 
 def chunk_settings(settings: Settings) -> dict[str, Any]:
-    """The settings a chunk's numbers depend on besides its images (not the data set's size or name)."""
-    return {key: value for key, value in settings.to_json().items() if key not in _DATA_WIDE}
+    """The settings a chunk's numbers depend on besides its images (not the data set's size or name),
+    and the camkit version: a release may change a method's defaults under the same settings."""
+    kept = {key: value for key, value in settings.to_json().items() if key not in _DATA_WIDE}
+    return {"camkit": camkit.__version__, **kept}
 
 
 def fingerprint(settings: Settings, model: nn.Module) -> str:
