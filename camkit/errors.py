@@ -39,6 +39,15 @@ def one_line(error: BaseException) -> str:
     return text
 
 
+def all_finite(tensor) -> bool:
+    """Whether a tensor holds no NaN and no Inf.  Its sum is finite only if every element is (NaN and
+    Inf propagate), so the element-wise check runs only when the sum is not (Inf or NaN somewhere, or
+    finite values whose sum overflows): one reduction instead of a boolean copy of the tensor
+    (8 images of 224²: 0.08 against 3 ms)."""
+    tensor = tensor.detach()
+    return bool(tensor.sum().isfinite()) or bool(tensor.isfinite().all())
+
+
 def finite_number(value, name: str, *, positive: bool = False) -> float:
     """``value`` as a finite float, ``> 0`` when ``positive`` else ``>= 0``; otherwise an
     :class:`InputError` naming ``name`` (a NaN or a string never passes silently)."""

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from camkit import methods as method_registry
-from camkit.errors import InputError
+from camkit.errors import InputError, all_finite
 from camkit.hooks import check_input_rank, preserved_state
 from camkit.layers import LayerSpec, find_default_layer, release_caches, resolve_layers
 from camkit.layouts import Reshape
@@ -103,7 +103,7 @@ def check_images(images: object) -> torch.Tensor:
                          "(convert with images.float() / 255)")
     if images.shape[0] == 0:
         raise InputError("empty batch: images has shape (0, ...)")
-    if not bool(torch.isfinite(images).all()):
+    if not all_finite(images):
         bad = "NaN" if bool(torch.isnan(images).any()) else "Inf"
         raise InputError(f"images contain {bad} values")
     return images

@@ -74,3 +74,16 @@ def test_non_finite_scores_of_perturbed_copies_are_named():
     images = torch.rand(1, 3, 4, 4) + 0.5
     with pytest.raises(InputError, match="perturbed copy"):
         camkit.explain(NaNWhenMasked(), images, method="scorecam", layer="conv", targets=1)
+
+
+def test_all_finite_is_exact_where_the_sum_overflows_or_cancels():
+    from camkit.errors import all_finite
+
+    big = torch.tensor([3e38, 3e38], dtype=torch.float32)                    # finite, but the sum overflows
+    assert all_finite(big) and all_finite(torch.tensor([6e4, 6e4], dtype=torch.float16))
+    assert all_finite(torch.empty(0)) and all_finite(torch.arange(5)) and all_finite(torch.ones(3, requires_grad=True))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = torch.zeros(2, 3, 8, 8)
+        values[1, 2, 7, 7] = bad
+        assert not all_finite(values), bad
+    assert not all_finite(torch.tensor([float("inf"), -float("inf")]))      # the sum is NaN, not Inf

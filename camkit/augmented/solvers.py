@@ -33,7 +33,7 @@ import torch
 
 from camkit.augmented.forward import ForwardModel
 from camkit.augmented.operators import Recent, _check_transforms, _size2, transform_key
-from camkit.errors import InputError, finite_number
+from camkit.errors import InputError, all_finite, finite_number
 
 __all__ = ["SuperResolution", "superresolve", "objective", "forward_model", "SOLVERS", "DEFAULT_ITERS", "DEFAULT_TOL"]
 
@@ -136,7 +136,7 @@ def _validate(cams, angles, shifts, size):
         raise InputError(f"cams must be a (B, L, h, w) tensor, got {shape}")
     if not cams.is_floating_point():
         raise InputError(f"cams must be floating point, got {cams.dtype}")
-    if not torch.isfinite(cams).all():
+    if not all_finite(cams):
         raise InputError("cams contain NaN or infinite values")
     angles, shifts = _check_transforms(angles, shifts)
     if angles.shape[0] != cams.shape[1]:

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from camkit.detection import Detection, input_extent
-from camkit.errors import InputError, LayerError
+from camkit.errors import InputError, LayerError, all_finite
 from camkit.hooks import LayerTap, run_model
 from camkit.layers import Head, find_head, nonfinite_source
 from camkit.layouts import Layout, Reshape, custom_layout, find_layout
@@ -266,8 +266,8 @@ class Session:
         return found
 
     def _check_finite(self, images: torch.Tensor, scores: torch.Tensor, activations: dict[str, torch.Tensor]) -> None:
-        bad = [f"layer {n!r}" for n, a in activations.items() if not bool(torch.isfinite(a).all())]
-        if not bool(torch.isfinite(scores).all()):
+        bad = [f"layer {n!r}" for n, a in activations.items() if not all_finite(a)]
+        if not all_finite(scores):
             bad.insert(0, "the explained score")
         if bad:
             raise InputError(f"NaN or Inf in {' and '.join(bad)}: {self._source(images)}")
