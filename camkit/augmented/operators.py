@@ -314,14 +314,32 @@ def image_warp(angles, shifts, size, *, padding: str = "zeros", device=None, dty
                                                          dtype=dtype))
 
 
+#: Output pixels gathered into a small buffer before they are written out channel by channel.
+_GATHER_TILE = 256
+
+
 @njit(cache=True, nogil=True)
 def _gather_taps(pixels, index, weights, out):  # pragma: no cover - compiled
-    """``out[p, :] = Σ_k weights[p, k] · pixels[index[p, k], :]`` for ``p`` over the rows of ``index``."""
-    for p in range(index.shape[0]):
-        i0, i1, i2, i3 = index[p, 0], index[p, 1], index[p, 2], index[p, 3]
-        w0, w1, w2, w3 = weights[p, 0], weights[p, 1], weights[p, 2], weights[p, 3]
-        for q in range(pixels.shape[1]):
-            out[p, q] = w0 * pixels[i0, q] + w1 * pixels[i1, q] + w2 * pixels[i2, q] + w3 * pixels[i3, q]
+    """``out[b, l, c, p] = Σ_k weights[r, k] · pixels[index[r, k], b·C + c]`` with ``r = l·N·M + p``:
+    ``pixels (N·M, B·C)``, ``index``/``weights`` ``(count·N·M, 4)``, ``out (B, count, C, N·M)``.  A
+    tile of output pixels is computed with the B·C channels innermost (contiguous reads), then
+    written to each channel's plane as a contiguous run."""
+    batch, count, channels, area = out.shape
+    tile = np.empty((_GATHER_TILE, pixels.shape[1]), pixels.dtype)
+    for copy in range(count):
+        for first in range(0, area, _GATHER_TILE):
+            size = min(_GATHER_TILE, area - first)
+            for t in range(size):
+                r = copy * area + first + t
+                i0, i1, i2, i3 = index[r, 0], index[r, 1], index[r, 2], index[r, 3]
+                w0, w1, w2, w3 = weights[r, 0], weights[r, 1], weights[r, 2], weights[r, 3]
+                for q in range(pixels.shape[1]):
+                    tile[t, q] = w0 * pixels[i0, q] + w1 * pixels[i1, q] + w2 * pixels[i2, q] + w3 * pixels[i3, q]
+            for b in range(batch):
+                for c in range(channels):
+                    q = b * channels + c
+                    for t in range(size):
+                        out[b, copy, c, first + t] = tile[t, q]
 
 
 class ImageCopies:
@@ -330,8 +348,9 @@ class ImageCopies:
     ``ImageCopies(warp, images (B, C, N, M))(start, stop)`` → ``(B, stop − start, C, N, M)``: every
     channel of every image under ``A_start … A_{stop−1}``.  The images are laid out once as
     ``(N·M, B·C)`` pixels; on a CPU each output pixel then reads its 4 bilinear taps with the B·C
-    channels innermost (3–4× faster than the sparse product, which writes one channel at a time);
-    elsewhere (or with ``gather=False``) the sparse product of those transforms' rows does the same sums.
+    channels innermost, a tile at a time (5–7× faster than the sparse product, which writes one
+    channel at a time and leaves the copies to be transposed); elsewhere (or with ``gather=False``)
+    the sparse product of those transforms' rows does the same sums.
     """
 
     def __init__(self, warp: RotoTranslation, images: torch.Tensor, *, gather: bool | None = None):
@@ -348,14 +367,12 @@ class ImageCopies:
         count, rows = stop - start, slice(4 * start * n * m, 4 * stop * n * m)
         index, weights = self.warp.matrix.col_indices()[rows], self.warp.matrix.values()[rows]
         if self.gather:
-            out = np.empty((count * n * m, self.pixels.shape[1]), dtype=self.pixels.numpy().dtype)
+            out = np.empty((batch, count, channels, n * m), dtype=self.pixels.numpy().dtype)
             _gather_taps(self.pixels.numpy(), index.view(-1, 4).numpy(), weights.view(-1, 4).numpy(), out)
-            copies = torch.from_numpy(out)
-        else:
-            crow = torch.arange(0, index.numel() + 1, 4, device=index.device)
-            copies = _spmm(_csr(crow, index, weights, (count * n * m, n * m)), self.pixels)
-        copies = copies.view(count, n, m, batch, channels).permute(3, 0, 4, 1, 2)
-        return copies.contiguous()
+            return torch.from_numpy(out).view(batch, count, channels, n, m)
+        crow = torch.arange(0, index.numel() + 1, 4, device=index.device)
+        copies = _spmm(_csr(crow, index, weights, (count * n * m, n * m)), self.pixels)
+        return copies.view(count, n, m, batch, channels).permute(3, 0, 4, 1, 2).contiguous()
 
 
 def area_weights(n_in: int, n_out: int, dtype=torch.float64, device=None) -> torch.Tensor:
