@@ -23,7 +23,7 @@ import time
 import torch
 
 import camkit
-from camkit.augmented import area_downsample, baseline, superresolve
+from camkit.augmented import area_downsample, baseline
 from camkit.augmented.operators import GaussianBlur
 from camkit.data import Shapes
 from camkit.io import write_json
@@ -31,7 +31,7 @@ from camkit.layers import resolve_layers
 from camkit.localize import boxes as map_boxes
 from camkit.localize import iou
 from camkit.localize.metrics import BoxAccuracy, PxAP
-from camkit.methods.augmented import BLUR_CELLS, LAM_TV_PER_COPY, AugmentedGradCAM
+from camkit.methods.augmented import LAM_TV_PER_COPY, AugmentedGradCAM
 from camkit.models.zoo import training_size
 
 
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
                 gamma=defaults.gamma, lam=1.0, size=None, angle=defaults.max_angle, shift=1.0)
     for assignment in filter(None, args.base.split(",")):
         key, value = assignment.split("=")
-        base[key] = value if key in ("frame", "padding", "downsample") else float(value)
+        base[key] = value if key in ("frame", "padding", "downsample") or value == "input" else float(value)
     variants = {"defaults": {}}
     variants.update({f"frame={f}": {"frame": f} for f in ("mask", "coverage", "all") if f != base["frame"]})
     variants.update({f"padding={p}": {"padding": p} for p in ("zeros", "border", "reflection") if p != base["padding"]})
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     variants.update({f"gamma={g:g}": {"gamma": g} for g in (1.0, 1.5, 2.0, 3.0) if g != base["gamma"]})
     variants.update({f"lam_tv×{s:g}": {"lam": s} for s in (0.3, 3.0, 10.0) if s != base["lam"]})
     variants["paper (gamma=1, frame=all, lam_tv=0.001·L)"] = {"gamma": 1.0, "frame": "all", "lam": 10.0}
-    variants.update({f"size={s}": {"size": s} for s in (56, 112) if s != size})
+    variants.update({f"size={s}": {"size": s} for s in ("input", 28, 56, 112) if s != size})
     variants.update({f"max_angle={a:g}": {"angle": a} for a in (0.0, 0.25, 1.0) if a != base["angle"]})
     variants.update({f"max_shift×{s:g}": {"shift": s} for s in (0.5, 2.0) if s != base["shift"]})
     if args.only:
@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     def method_for(option: dict) -> AugmentedGradCAM:
         return AugmentedGradCAM(L=args.L, frame=option["frame"], padding=option["padding"],
                                 downsample=option["downsample"], blur=option["blur"], gamma=option["gamma"],
-                                max_angle=option["angle"], max_shift=option["shift"] * default_shift)
+                                max_angle=option["angle"], max_shift=option["shift"] * default_shift,
+                                lam_tv=option["lam"] * LAM_TV_PER_COPY * args.L, size=option["size"])
 
     def copies(option: dict) -> torch.Tensor:
         """Grad-CAMs (B, L, h, w) of the copies of every image, divided by their max."""
@@ -159,19 +160,12 @@ def main(argv=None) -> int:
     for name, change in variants.items():
         option = {**base, **change}
         method = method_for(option)
-        angles, shifts = method.transforms((size, size))
-        solve_size = option["size"] or size
-        scale = solve_size / size
-        views = copies(option) ** option["gamma"]
+        method.merge_copies(copies(option)[:args.batch], (size, size))  # builds and caches the operator
         start = time.perf_counter()
-        weights = method.view_weights(angles, shifts * scale, (solve_size, solve_size), views)  # coverage only
-        sigma = (BLUR_CELLS * solve_size / views.shape[-2] if option["blur"] is None else option["blur"] * scale)
-        maps = torch.cat([superresolve(views[i:i + args.batch], angles, shifts * scale, (solve_size, solve_size),
-                                       lam_tv=option["lam"] * LAM_TV_PER_COPY * args.L, weights=weights,
-                                       padding=option["padding"], downsample=option["downsample"],
-                                       blur=sigma).maps for i in range(0, len(items), args.batch)])
+        maps = torch.cat([method.merge_copies(copies(option)[i:i + args.batch], (size, size))
+                          for i in range(0, len(items), args.batch)])
         seconds = (time.perf_counter() - start) / len(items)
-        if solve_size != size:
+        if maps.shape[-2:] != (size, size):
             maps = camkit.maps.resize_maps(maps[:, None], (size, size))[:, 0]
         rows[name] = {**scores(maps, items), "solve_s_per_image": seconds}
         print(name, json.dumps(rows[name]), flush=True)

@@ -13,7 +13,7 @@ For L = 100 copies of a 224² image and maps of 14² and 7² (each solver with i
   known high-resolution map the CAMs were made from.
 
 Also the shipped coarse model's cost end to end: augmented with L copies ÷ L single Grad-CAMs
-(``--coarse``: only that; ``--solve-size 112`` solves on 112²).  Times are medians of ``--runs``
+(``--coarse``: only that; ``--solve-size 112`` solves on 112², ``input`` on 224²).  Times are medians of ``--runs``
 runs, on ``--threads`` CPU threads (default 1).
 ``python benchmarks/augmented_speed.py [--runs 3] [--device cuda] [--coarse] [--skip-gradcam] [--json out.json]``.
 """
@@ -186,8 +186,9 @@ def main():
     parser.add_argument("--skip-coarse", action="store_true", help="leave out the coarse model's cost")
     parser.add_argument("--coarse", action="store_true",
                         help="only the coarse model's cost: augmented (L copies) ÷ L single Grad-CAMs")
-    parser.add_argument("--solve-size", type=int, default=None,
-                        help="coarse model: solve on SIZE×SIZE (the method's size=), e.g. 112; default the image's")
+    parser.add_argument("--solve-size", type=lambda value: value if value == "input" else int(value), default=None,
+                        help="coarse model: solve on SIZE×SIZE (the method's size=), e.g. 112, or 'input'; "
+                             "default the method's (8 pixels per map cell: 56² for 7×7 maps)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for everything (1: the machine is shared; more threads slow sparse "
                              "products down there)")

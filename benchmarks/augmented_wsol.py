@@ -42,10 +42,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "augmented, downsample=bilinear": ("augmented-gradcam", {"downsample": "bilinear"}),
     "augmented, blur=0": ("augmented-gradcam", {"blur": 0.0}),
     "augmented, gamma=1": ("augmented-gradcam", {"gamma": 1.0}),
+    "augmented, size=input": ("augmented-gradcam", {"size": "input"}),
     "augmented, size=half": ("augmented-gradcam", {"size": "half"}),
-    "augmented, paper (zeros, frame=all, gamma=1, lam_tv=0.001·L, subgradient)": (
+    "augmented, paper (zeros, frame=all, gamma=1, lam_tv=0.001·L, subgradient, size=input)": (
         "augmented-gradcam", {"padding": "zeros", "frame": "all", "gamma": 1.0, "lam_tv": "paper",
-                              "solver": "subgradient"}),
+                              "solver": "subgradient", "size": "input"}),
 }
 
 

@@ -152,3 +152,38 @@ def test_forward_model_options_reach_the_solver():
                    {"gamma": 1.0}, {"lam_tv": 0.1}):
         other = camkit.explain(model, images, method="augmented-gradcam", layer="7", **OPTIONS, **change).raw
         assert not torch.allclose(default, other, atol=1e-4), change
+
+
+def test_default_grid_is_eight_pixels_per_map_cell_at_most_the_input():
+    torch.manual_seed(0)
+    stride16 = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+    ).eval()
+    images = torch.rand(2, 3, 64, 48, generator=torch.Generator().manual_seed(1))   # 4×3 maps
+    auto = camkit.explain(stride16, images, method="augmented-gradcam", layer="5", **OPTIONS)
+    assert auto.raw.shape == (2, 1, 32, 24) and auto.maps.shape == (2, 1, 64, 48)
+    full = camkit.explain(stride16, images, method="augmented-gradcam", layer="5", size="input", **OPTIONS)
+    assert full.raw.shape == (2, 1, 64, 48)
+    avg = camkit.explain(stride16, images, method="augmented-avg", layer="5", **OPTIONS)
+    assert avg.raw.shape == (2, 1, 64, 48)  # the baselines stay on the input grid
+    with pytest.raises(InputError, match="size"):
+        camkit.explain(stride16, images, method="augmented-gradcam", layer="5", size="half")
+
+
+def test_lambda_and_mu_are_per_input_pixel_so_a_coarser_grid_solves_the_same_problem():
+    # 4×4 views of a 64² known truth: the default grid is 32²; solved there and upsampled, the map
+    # must match the input-grid solution, which it does only with λ/s and μ/s² on the coarser grid.
+    truth = camkit.augmented.known_truth(L=16, size=(64, 64), map_size=(4, 4), seed=0)
+    options = dict(L=16, gamma=1.0, divide_by_max=False, blur=0.0, frame="all", padding="zeros", lam_tv=0.01, mu=0.001)
+    full = AugmentedGradCAM(size="input", **options).merge_copies(truth.cams, (64, 64))
+    coarse = AugmentedGradCAM(**options).merge_copies(truth.cams, (64, 64))
+    assert coarse.shape == (1, 32, 32)
+    unscaled = AugmentedGradCAM(**{**options, "lam_tv": 0.01 / 2, "mu": 0.001 / 4}).merge_copies(truth.cams, (64, 64))
+
+    def error(maps):
+        upsampled = torch.nn.functional.interpolate(maps[:, None], (64, 64), mode="bilinear", align_corners=False)
+        return float((upsampled[:, 0] - full).abs().mean())
+
+    assert error(coarse) < 0.02 and error(coarse) < 0.5 * error(unscaled)

@@ -12,7 +12,7 @@ import torch
 from camkit import methods as method_registry
 from camkit.augmented.baselines import BASELINES, baseline
 from camkit.augmented.operators import DOWNSAMPLINGS, PADDINGS, ImageCopies, _size2, image_warp, sample_transforms
-from camkit.augmented.solvers import SOLVERS, forward_model, superresolve
+from camkit.augmented.solvers import MU_PER_COPY, SOLVERS, forward_model, superresolve
 from camkit.errors import InputError, finite_number
 from camkit.methods import register
 from camkit.methods.base import Method, Session
@@ -35,6 +35,11 @@ LAM_TV_PER_COPY = 3e-5
 #: Default σ of the point-spread function, in map cells (8 px for 7×7 maps of 224²): the network's
 #: Grad-CAM fits D(G_σ mask) best near σ = 4–8 px, and σ = 8 px scored best on held-out images.
 BLUR_CELLS = 0.25
+#: The default solve grid: this many pixels per map cell along each side, at most the input size
+#: (56² for 7×7 maps of 224², 112² for 14×14).  Measured with λ and μ rescaled to the grid: the
+#: coarse model's held-out metrics were the same from 4 to 32 pixels per cell, and the known-truth
+#: problem lost 0.05 dB (7×7 views) and 0.4 dB (14×14) against the input size (docs/augmented.md).
+SOLVE_PIXELS_PER_CELL = 8
 
 
 def _optional(check, value, name: str, **options):
@@ -63,7 +68,8 @@ class AugmentedGradCAM(Method):
     .. math:: h^\star = \arg\min_h \tfrac12 \sum_l \|W_l^{1/2}(D A_l G h - g_l)\|^2
               + \lambda\,\mathrm{TV}_{\ell_1}(h) + \tfrac{\mu}{2}\|h\|^2
 
-    at ``size`` (default: the input size), with each :math:`g_l` divided by its max first
+    on a grid of ``size`` (default: ``SOLVE_PIXELS_PER_CELL`` = 8 pixels per map cell, at most the
+    input size; ``"input"``: the input size), with each :math:`g_l` divided by its max first
     (``divide_by_max``, the reference code's choice).  Copies: ``L``, ``max_angle`` radians and
     ``max_shift`` pixels (default ±0.5 rad, ±30/224 of the image size), ``seed`` (same seed, same
     transforms, same map), ``padding`` of what a copy shows where it left the frame (``"border"``
@@ -79,7 +85,9 @@ class AugmentedGradCAM(Method):
     Solver: ``solver`` (``"accelerated"``, ``"primal-dual"``, ``"subgradient"`` as in the paper),
     ``iters`` and ``tol`` (default: the solver's), ``lam_tv`` (default ``0.00003·L``, 3 % of the
     reference code's ``0.001·L``, measured best with ``gamma=2``), ``mu`` (default ``0.0001·L``),
-    ``step``, ``inner``.
+    ``step``, ``inner``.  ``lam_tv`` and ``mu`` are per pixel of the input grid: on a grid ``s``
+    times the input's side the solver gets ``λ/s`` and ``μ/s²``, so that one map sampled on
+    either grid scores the same objective (TV sums over edges ∝ s, ``‖h‖²`` over pixels ∝ s²).
     ``baseline="single" | "max" | "avg"`` returns that baseline instead of solving;
     ``base="gradcam" | "cam"`` the CAM of each copy.  Copies go through the model in micro-batches
     of ``copies_per_batch`` copies of the whole batch, by default as many as ``memory_budget``
@@ -142,7 +150,9 @@ class AugmentedGradCAM(Method):
             raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES} or None")
         self.baseline = baseline
         self.base = method_registry.get(_choice(base, _BASES, "base"))
-        self.size = None if size is None else _size2(size)
+        if isinstance(size, str) and size != "input":
+            raise InputError(f"size must be None, 'input' or an int or pair (N, M) of ints, got {size!r}")
+        self.size = size if size is None or size == "input" else _size2(size)
         self.divide_by_max = bool(divide_by_max)
         self.copies_per_batch = _optional(_positive_int, copies_per_batch, "copies_per_batch")
         self.memory_budget = _optional(_positive_int, memory_budget, "memory_budget")
@@ -156,33 +166,46 @@ class AugmentedGradCAM(Method):
         if (session.classes < 0).any():
             raise InputError("augmented-gradcam explains class targets (None, ints, top_k), not callables")
         cams = self.copy_cams(session, first)                                       # {layer: (B, K, L, h, w)}
-        size = self.size or tuple(images.shape[-2:])
-        angles, shifts = self.transforms(images.shape[-2:])
-        # Transforms act on the image grid; rescale the shifts (and σ) if the maps are solved at another size.
-        scale = torch.tensor([size[1] / images.shape[-1], size[0] / images.shape[-2]], dtype=torch.float64)
-        shifts = shifts * scale
         out = {}
         for name, stack in cams.items():
-            batch, classes = stack.shape[:2]
-            flat = stack.flatten(0, 1)                                                          # (B·K, L, h, w)
-            if self.divide_by_max:
-                peak = flat.amax(dim=(-2, -1), keepdim=True)
-                flat = torch.where(peak > 0, flat / torch.where(peak > 0, peak, torch.ones_like(peak)), flat)
-            if self.baseline is not None:
-                maps = baseline(flat, angles, shifts, size, self.baseline)
-            else:
-                blur = (BLUR_CELLS * size[0] / flat.shape[-2] if self.blur is None
-                        else self.blur * float(scale.mean()))
-                if self.gamma != 1:
-                    flat = flat.pow(self.gamma)
-                lam_tv = LAM_TV_PER_COPY * self.L if self.lam_tv is None else self.lam_tv
-                maps = superresolve(flat, angles.to(flat.device), shifts.to(flat.device), size,
-                                    lam_tv=lam_tv, mu=self.mu, iters=self.iters, solver=self.solver,
-                                    tol=self.tol, step=self.step, inner=self.inner,
-                                    weights=self.view_weights(angles, shifts, size, flat, blur),
-                                    padding=self.padding, downsample=self.downsample, blur=blur).maps
-            out[name] = maps.reshape(batch, classes, *maps.shape[-2:])
+            maps = self.merge_copies(stack.flatten(0, 1), images.shape[-2:])                 # (B·K, N, M)
+            out[name] = maps.reshape(*stack.shape[:2], *maps.shape[-2:])
         return out
+
+    def merge_copies(self, cams: torch.Tensor, image_size) -> torch.Tensor:
+        """The super-resolved maps (or the baseline) ``(B, N, M)`` of the copies' rectified CAMs
+        ``cams (B, L, h, w)`` of images of ``image_size``, on the grid :meth:`grid` chooses."""
+        image_size = tuple(int(n) for n in image_size)
+        angles, shifts = self.transforms(image_size)
+        size = self.grid(image_size, cams.shape[-2:])
+        # Transforms act on the image grid; rescale the shifts (and σ, λ, μ) to the solve grid.
+        scale = torch.tensor([size[1] / image_size[1], size[0] / image_size[0]], dtype=torch.float64)
+        shifts = shifts * scale
+        if self.divide_by_max:
+            peak = cams.amax(dim=(-2, -1), keepdim=True)
+            cams = torch.where(peak > 0, cams / torch.where(peak > 0, peak, torch.ones_like(peak)), cams)
+        if self.baseline is not None:
+            return baseline(cams, angles, shifts, size, self.baseline)
+        blur = BLUR_CELLS * size[0] / cams.shape[-2] if self.blur is None else self.blur * float(scale.mean())
+        if self.gamma != 1:
+            cams = cams.pow(self.gamma)
+        side = math.sqrt(float(scale.prod()))
+        lam_tv = LAM_TV_PER_COPY * self.L if self.lam_tv is None else self.lam_tv
+        mu = MU_PER_COPY * self.L if self.mu is None else self.mu
+        return superresolve(cams, angles.to(cams.device), shifts.to(cams.device), size,
+                            lam_tv=lam_tv / side, mu=mu / side**2, iters=self.iters, solver=self.solver,
+                            tol=self.tol, step=self.step, inner=self.inner,
+                            weights=self.view_weights(angles, shifts, size, cams, blur),
+                            padding=self.padding, downsample=self.downsample, blur=blur).maps
+
+    def grid(self, image_size, map_size) -> tuple[int, int]:
+        """``(N, M)`` of the grid the maps are solved on (the baselines: the input size by default)."""
+        n, m = (int(side) for side in image_size)
+        if self.size == "input" or (self.size is None and self.baseline is not None):
+            return n, m
+        if self.size is None:
+            return min(n, SOLVE_PIXELS_PER_CELL * int(map_size[0])), min(m, SOLVE_PIXELS_PER_CELL * int(map_size[1]))
+        return self.size
 
     def view_weights(self, angles, shifts, size, cams: torch.Tensor, blur: float = 0.0) -> torch.Tensor | None:
         """``(L, h, w)`` weights of the view cells for ``frame`` (None for ``"all"``): 1 inside the
