@@ -34,10 +34,17 @@ def test_works_inside_no_grad_and_inference_mode():
     torch.testing.assert_close(inside.raw, reference.raw)
 
 
-def test_images_with_requires_grad_get_no_grad():
-    images = torch.rand(2, 3, 16, 16, requires_grad=True)
-    camkit.explain(small_cnn(), images)
-    assert images.grad is None
+@pytest.mark.parametrize("method, options", [("gradcam", {}), ("augmented-gradcam", {"L": 4}),
+                                             ("augmented-avg", {"L": 4})])
+def test_images_with_requires_grad_get_no_grad(method, options):
+    images, model = torch.rand(2, 3, 16, 16, requires_grad=True), small_cnn()
+    reference = camkit.explain(model, images.detach(), method=method, **options)
+    explained = camkit.explain(model, images, method=method, **options)
+    assert images.grad is None and images.requires_grad
+    torch.testing.assert_close(explained.raw, reference.raw)
+    with torch.inference_mode():
+        inside = camkit.explain(model, images.detach().clone(), method=method, **options)
+    torch.testing.assert_close(inside.raw, reference.raw)
 
 
 @pytest.mark.parametrize(

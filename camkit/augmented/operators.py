@@ -358,7 +358,8 @@ class ImageCopies:
         if images.ndim != 4 or tuple(images.shape[-2:]) != (n, m):
             raise InputError(f"expected (B, C, {n}, {m}) images, got {tuple(images.shape)}")
         self.warp, self.shape = warp, images.shape
-        self.pixels = images.to(warp.matrix.dtype).permute(2, 3, 0, 1).reshape(n * m, -1).contiguous()
+        # The copies are inputs of the explanation: no graph back to the images.
+        self.pixels = images.detach().to(warp.matrix.dtype).permute(2, 3, 0, 1).reshape(n * m, -1).contiguous()
         self.gather = self.pixels.device.type == "cpu" if gather is None else bool(gather)
 
     def __call__(self, start: int, stop: int) -> torch.Tensor:
