@@ -16,6 +16,7 @@ from camkit.augmented import (
     area_weights,
     downsample_weights,
     gaussian_kernel,
+    operators,
     sample_transforms,
     warp_coordinates,
 )
@@ -68,7 +69,7 @@ def test_roto_translation_matches_grid_sample():
 def test_image_copies_are_the_images_under_each_transform_in_grid_sample_points(padding, dtype, gather):
     angles, shifts = sample_transforms(6, (20, 24), seed=3)
     images = torch.randn(2, 3, 20, 24, dtype=dtype, generator=torch.Generator().manual_seed(0))
-    copies = ImageCopies(RotoTranslation(angles, shifts, (20, 24), padding=padding, dtype=dtype), images, gather=gather)
+    copies = ImageCopies(angles, shifts, images, padding=padding, gather=gather)
     src_x, src_y = warp_coordinates(angles, shifts, (20, 24))
     grid = torch.stack([(2 * src_x + 1) / 24 - 1, (2 * src_y + 1) / 20 - 1], dim=-1).to(dtype)
     made = copies(2, 5)                                                               # (2, 3 copies, 3, 20, 24)
@@ -78,7 +79,18 @@ def test_image_copies_are_the_images_under_each_transform_in_grid_sample_points(
                                  padding_mode=padding, align_corners=False)
         torch.testing.assert_close(made[:, offset], expected, atol=1e-5 if dtype == torch.float32 else 1e-12, rtol=0)
     with pytest.raises(InputError, match="images"):
-        ImageCopies(RotoTranslation(angles, shifts, (20, 24)), images[0])
+        ImageCopies(angles, shifts, images[0])
+
+
+def test_image_copies_too_large_to_cache_are_warped_a_few_transforms_at_a_time(monkeypatch):
+    angles, shifts = sample_transforms(6, (20, 24), seed=3)
+    images = torch.randn(2, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    cached = ImageCopies(angles, shifts, images, padding="border")
+    monkeypatch.setattr(operators, "WARP_CACHE_BYTES", 6 * 20 * 24 * 4 * 8 - 1)
+    built = ImageCopies(angles, shifts, images, padding="border")
+    assert cached.warp is not None and built.warp is None
+    for start, stop in ((1, 3), (3, 6)):
+        assert torch.equal(built(start, stop), cached(start, stop))
 
 
 def test_warp_and_inverse_warp_are_exact_on_a_linear_ramp():

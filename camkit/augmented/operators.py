@@ -305,6 +305,9 @@ class RotoTranslation:
 
 
 _IMAGE_WARPS = Recent(2)
+#: The largest warp of all L copies kept between calls (its taps: 4 indices and 4 weights per
+#: pixel of every copy; 160 MB for L = 100 at 224²); larger ones are built a micro-batch at a time.
+WARP_CACHE_BYTES = 2**28
 
 
 def image_warp(angles, shifts, size, *, padding: str = "zeros", device=None, dtype=torch.float32) -> RotoTranslation:
@@ -345,28 +348,45 @@ def _gather_taps(pixels, index, weights, out):  # pragma: no cover - compiled
 class ImageCopies:
     """The copies ``A_l x`` of a batch of images, a few transforms at a time.
 
-    ``ImageCopies(warp, images (B, C, N, M))(start, stop)`` → ``(B, stop − start, C, N, M)``: every
-    channel of every image under ``A_start … A_{stop−1}``.  The images are laid out once as
-    ``(N·M, B·C)`` pixels; on a CPU each output pixel then reads its 4 bilinear taps with the B·C
-    channels innermost, a tile at a time (5–7× faster than the sparse product, which writes one
-    channel at a time and leaves the copies to be transposed); elsewhere (or with ``gather=False``)
-    the sparse product of those transforms' rows does the same sums.
+    ``ImageCopies(angles (L,), shifts (L, 2), images (B, C, N, M), padding=...)(start, stop)`` →
+    ``(B, stop − start, C, N, M)``: every channel of every image under ``A_start … A_{stop−1}``
+    (no graph back to the images: the copies are inputs).  The warp of all L transforms is built
+    once and cached (:func:`image_warp`) when its taps fit in :data:`WARP_CACHE_BYTES`, else each
+    call builds its transforms' warp.  The images are laid out once as ``(N·M, B·C)`` pixels; on a
+    CPU each output pixel then reads its 4 bilinear taps with the B·C channels innermost, a tile at
+    a time (5–7× faster than the sparse product, which writes one channel at a time and leaves the
+    copies to be transposed); elsewhere (or with ``gather=False``) the sparse product of those
+    transforms' rows does the same sums.
     """
 
-    def __init__(self, warp: RotoTranslation, images: torch.Tensor, *, gather: bool | None = None):
-        n, m = warp.size
-        if images.ndim != 4 or tuple(images.shape[-2:]) != (n, m):
-            raise InputError(f"expected (B, C, {n}, {m}) images, got {tuple(images.shape)}")
-        self.warp, self.shape = warp, images.shape
-        # The copies are inputs of the explanation: no graph back to the images.
-        self.pixels = images.detach().to(warp.matrix.dtype).permute(2, 3, 0, 1).reshape(n * m, -1).contiguous()
+    def __init__(self, angles, shifts, images: torch.Tensor, *, padding: str = "zeros", gather: bool | None = None):
+        self.angles, self.shifts = _check_transforms(angles, shifts)
+        if images.ndim != 4:
+            raise InputError(f"expected (B, C, N, M) images, got {tuple(images.shape)}")
+        self.shape, self.padding = images.shape, _check_choice(padding, PADDINGS, "padding")
+        dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        n, m = images.shape[-2:]
+        taps = self.angles.shape[0] * n * m * 4 * (4 + dtype.itemsize)
+        self.warp = (image_warp(self.angles, self.shifts, (n, m), padding=padding, device=images.device, dtype=dtype)
+                     if taps <= WARP_CACHE_BYTES else None)
+        self.pixels = images.detach().to(dtype).permute(2, 3, 0, 1).reshape(n * m, -1).contiguous()
         self.gather = self.pixels.device.type == "cpu" if gather is None else bool(gather)
+
+    def _taps(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source indices and weights ``(count·N·M·4,)`` of transforms ``start … stop − 1``."""
+        n, m = self.shape[-2:]
+        if self.warp is not None:
+            rows = slice(4 * start * n * m, 4 * stop * n * m)
+            return self.warp.matrix.col_indices()[rows], self.warp.matrix.values()[rows]
+        part = RotoTranslation(self.angles[start:stop], self.shifts[start:stop], (n, m), padding=self.padding,
+                               device=self.pixels.device, dtype=self.pixels.dtype)
+        return part.matrix.col_indices(), part.matrix.values()
 
     def __call__(self, start: int, stop: int) -> torch.Tensor:
         """``(B, stop − start, C, N, M)``: the copies under transforms ``start … stop − 1``."""
         batch, channels, n, m = self.shape
-        count, rows = stop - start, slice(4 * start * n * m, 4 * stop * n * m)
-        index, weights = self.warp.matrix.col_indices()[rows], self.warp.matrix.values()[rows]
+        count = stop - start
+        index, weights = self._taps(start, stop)
         if self.gather:
             out = np.empty((batch, count, channels, n * m), dtype=self.pixels.numpy().dtype)
             _gather_taps(self.pixels.numpy(), index.view(-1, 4).numpy(), weights.view(-1, 4).numpy(), out)

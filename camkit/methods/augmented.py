@@ -11,7 +11,7 @@ import torch
 
 from camkit import methods as method_registry
 from camkit.augmented.baselines import BASELINES, baseline
-from camkit.augmented.operators import DOWNSAMPLINGS, PADDINGS, ImageCopies, _size2, image_warp, sample_transforms
+from camkit.augmented.operators import DOWNSAMPLINGS, PADDINGS, ImageCopies, _size2, sample_transforms
 from camkit.augmented.solvers import MU_PER_COPY, SOLVERS, forward_model, superresolve
 from camkit.errors import InputError, finite_number
 from camkit.methods import register
@@ -229,9 +229,7 @@ class AugmentedGradCAM(Method):
         batch = images.shape[0]
         angles, shifts = self.transforms(images.shape[-2:])
         per_batch = self._copies_per_batch(images, first)
-        warp = image_warp(angles, shifts, images.shape[-2:], padding=self.padding, device=images.device,
-                          dtype=images.dtype if images.dtype == torch.float64 else torch.float32)
-        make_copies = ImageCopies(warp, images)
+        make_copies = ImageCopies(angles, shifts, images, padding=self.padding)
         stacks = {name: [maps[:, :, None]] for name, maps in first.items()}
         for start in range(1, self.L, per_batch):
             stop = min(self.L, start + per_batch)
