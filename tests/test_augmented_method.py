@@ -187,3 +187,14 @@ def test_lambda_and_mu_are_per_input_pixel_so_a_coarser_grid_solves_the_same_pro
         return float((upsampled[:, 0] - full).abs().mean())
 
     assert error(coarse) < 0.02 and error(coarse) < 0.5 * error(unscaled)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    # on CUDA the copies come from the sparse product, on a CPU from the pixel gather
+    model, images = _model(), _images(2)
+    cpu = camkit.explain(model, images, method="augmented-gradcam", layer="7", **OPTIONS)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        gpu = camkit.explain(model.cuda(), images.cuda(), method="augmented-gradcam", layer="7", **OPTIONS)
+    assert gpu.raw.device.type == "cuda"
+    torch.testing.assert_close(gpu.raw.cpu(), cpu.raw, atol=2e-3, rtol=0)
