@@ -261,7 +261,7 @@ class AugmentedGradCAM(Method):
     def __repr__(self) -> str:
         return (f"AugmentedGradCAM(L={self.L}, solver={self.solver!r}, iters={self.iters}, frame={self.frame!r}, "
                 f"padding={self.padding!r}, downsample={self.downsample!r}, blur={self.blur}, gamma={self.gamma}, "
-                f"baseline={self.baseline!r}, base={self.base.name!r}, seed={self.seed})")
+                f"size={self.size!r}, baseline={self.baseline!r}, base={self.base.name!r}, seed={self.seed})")
 
 
 @register("augmented-avg")
