@@ -199,7 +199,8 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
                 top_k: int | None = None, threshold: float = 0.2, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None, batch_size: int = 8, max_side: int | None = None,
                 max_pixels: int = MAX_PIXELS, device: str | torch.device | None = None, progress: bool = False,
-                square: bool = False, skipped: list[tuple[int, str]] | None = None, **options) -> Iterator[Photo]:
+                square: bool = False, skipped: list[tuple[int, str]] | None = None,
+                method_options: dict | None = None, **options) -> Iterator[Photo]:
     """Explain ``images`` (paths, or ``(3, H, W)`` tensors in [0, 1], of any sizes) at their own
     geometry; yield a :class:`Photo` per image as its batch finishes (batches of one resized shape:
     sort by ``photo.index`` for input order).  Only one batch of decoded images is held at a time.
@@ -207,7 +208,9 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     ``size``: the shorter side the network sees (default: the model's recorded training size,
     :func:`camkit.models.training_size`, else 224).  ``mean`` / ``std``: standardise
     ``(x - mean) / std`` before the model (e.g. ImageNet's for torchvision weights).  ``targets``,
-    ``top_k``, ``method``, ``layer`` and ``options`` are :func:`camkit.explain`'s.  ``max_side``:
+    ``top_k``, ``method``, ``layer`` and ``options`` are :func:`camkit.explain`'s;
+    ``method_options`` (a dict) adds options whose names this function takes itself (e.g.
+    Augmented Grad-CAM's ``size``, the solve grid).  ``max_side``:
     cap on the longer side of the grid maps are returned on (``None``: the original size).
     ``square``: run every image at ``size × size`` (its aspect not kept) for a model that takes one
     input size (ViT); maps and boxes still come back in each image's own pixels.  A model that
@@ -218,6 +221,7 @@ def iter_photos(model: nn.Module, images: Sequence[ImageInput], *, size: int | N
     :class:`~camkit.errors.ImageFileError` (the others are explained as usual; if none can be read,
     it raises :class:`InputError`).
     """
+    options = {**options, **(method_options or {})}
     side = size if size is not None else (training_size(model) or DEFAULT_SIZE)
     if not isinstance(side, int) or side < 1:
         raise InputError(f"size must be a positive number of pixels, got {size!r}")

@@ -287,6 +287,15 @@ def test_explain_passes_method_options_and_refuses_bad_ones_before_any_work(shap
     image_tensor = read_image(image)[None]
     wanted = camkit.explain(model, image_tensor, method="augmented-gradcam", L=4, iters=3, solver="primal-dual")
     assert summary["images"][0]["boxes"] == wanted.boxes(threshold=0.2)[0].tolist()
+    # an option named like one of the photo pipeline's own (augmented's solve grid `size`) reaches the method
+    assert main(["explain", str(image), "--method", "augmented-gradcam", "--option", "L=4", "--option", "iters=3",
+                 "--option", "size=[16, 16]", "--out", str(tmp_path / "grid"), "--quiet"]) == 0
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "grid" / "explanations.json").read_text())
+    assert summary["options"] == {"L": 4, "iters": 3, "size": [16, 16]} and summary["shorter_side"] == 64
+    wanted = camkit.explain(model, image_tensor, method="augmented-gradcam", L=4, iters=3, size=(16, 16))
+    assert wanted.raw.shape[-2:] == (16, 16)
+    assert summary["images"][0]["boxes"] == wanted.boxes(threshold=0.2)[0].tolist()
     for options, message in ((["--option", "L"], "--option 'L': expected KEY=VALUE"),
                              (["--option", "foo=1"], "method 'gradcam': GradCAM() takes no arguments"),
                              (["--method", "augmented-gradcam", "--option", "L=0"], "L must be")):

@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     photos = iter_photos(model, paths, size=prep.size, method=args.method, layer=args.layer,
                          top_k=args.top_k, threshold=args.threshold, mean=prep.mean, std=prep.std,
                          batch_size=args.batch_size, max_side=args.max_side, max_pixels=max_pixels,
-                         device=chosen, progress=not args.quiet, square=args.square, skipped=skipped, **options)
+                         device=chosen, progress=not args.quiet, square=args.square, skipped=skipped,
+                         method_options=options)
     try:
         for photo in photos:
             layers = photo.layers
